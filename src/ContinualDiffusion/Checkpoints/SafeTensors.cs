@@ -1,0 +1,216 @@
+using System.Buffers.Binary;
+using System.Text;
+using System.Text.Json;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ContinualDiffusion.Checkpoints;
+
+/// One tensor's entry in a safetensors header.
+public sealed record SafeTensorInfo(string Name, string DType, long[] Shape, long Begin, long End)
+{
+    public long ByteCount => End - Begin;
+}
+
+/// Thrown for a safetensors file that is truncated, malformed or holds something we cannot read.
+public sealed class SafeTensorsFormatException(string message) : IOException(message);
+
+/// Reads a safetensors file tensor by tensor (never the whole file in one array: SD 1.5 in fp32 is ~4 GB).
+/// The header is validated up front: size within the file, known dtypes, byte counts equal to shape × dtype
+/// size, offsets in range and non-overlapping. Half-precision tensors are upcast to fp32 on read.
+public sealed class SafeTensorsFile : IDisposable
+{
+    private const long MaxHeaderBytes = 100L * 1024 * 1024;
+    private readonly FileStream _stream;
+    private readonly long _dataStart;
+
+    public string Path { get; }
+    public IReadOnlyDictionary<string, SafeTensorInfo> Tensors { get; }
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+
+    private SafeTensorsFile(string path, FileStream stream, long dataStart,
+        Dictionary<string, SafeTensorInfo> tensors, Dictionary<string, string> metadata)
+    {
+        Path = path; _stream = stream; _dataStart = dataStart; Tensors = tensors; Metadata = metadata;
+    }
+
+    public static SafeTensorsFile Open(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: safetensors file not found", path);
+        var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        try
+        {
+            var (tensors, metadata, dataStart) = ReadHeader(stream, path);
+            return new SafeTensorsFile(path, stream, dataStart, tensors, metadata);
+        }
+        catch
+        {
+            stream.Dispose();
+            throw;
+        }
+    }
+
+    /// Bytes per element of a safetensors dtype, or 0 if we do not support it.
+    public static int DTypeSize(string dtype) => dtype switch
+    {
+        "F32" or "I32" => 4,
+        "F16" or "BF16" or "I16" => 2,
+        "F64" or "I64" => 8,
+        "U8" or "I8" or "BOOL" => 1,
+        _ => 0,
+    };
+
+    private static (Dictionary<string, SafeTensorInfo>, Dictionary<string, string>, long) ReadHeader(FileStream s, string path)
+    {
+        Span<byte> lenBytes = stackalloc byte[8];
+        if (s.Length < 8 || s.Read(lenBytes) != 8) throw new SafeTensorsFormatException($"{path}: truncated (no header length)");
+        long headerLen = (long)BinaryPrimitives.ReadUInt64LittleEndian(lenBytes);
+        if (headerLen <= 1 || headerLen > MaxHeaderBytes || 8 + headerLen > s.Length)
+            throw new SafeTensorsFormatException($"{path}: header length {headerLen} does not fit in a {s.Length}-byte file");
+        var headerBytes = new byte[headerLen];
+        s.ReadExactly(headerBytes);
+        long dataStart = 8 + headerLen, dataLen = s.Length - dataStart;
+
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(headerBytes); }
+        catch (JsonException e) { throw new SafeTensorsFormatException($"{path}: header is not valid JSON ({e.Message})"); }
+        using var _ = doc;
+        if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new SafeTensorsFormatException($"{path}: header is not a JSON object");
+
+        var tensors = new Dictionary<string, SafeTensorInfo>(StringComparer.Ordinal);
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var prop in doc.RootElement.EnumerateObject())
+        {
+            if (prop.Name == "__metadata__")
+            {
+                if (prop.Value.ValueKind != JsonValueKind.Object) throw new SafeTensorsFormatException($"{path}: __metadata__ is not an object");
+                foreach (var m in prop.Value.EnumerateObject())
+                    metadata[m.Name] = m.Value.ValueKind == JsonValueKind.String ? m.Value.GetString()! : m.Value.GetRawText();
+                continue;
+            }
+            tensors[prop.Name] = ParseEntry(prop, path, dataLen);
+        }
+
+        // Offsets must not overlap (two tensors sharing bytes is a corrupt or hostile file).
+        long previousEnd = 0; string? previous = null;
+        foreach (var t in tensors.Values.OrderBy(t => t.Begin).ThenBy(t => t.End))
+        {
+            if (t.Begin < previousEnd && t.ByteCount > 0)
+                throw new SafeTensorsFormatException($"{path}: tensor '{t.Name}' overlaps '{previous}'");
+            previousEnd = Math.Max(previousEnd, t.End); previous = t.Name;
+        }
+        return (tensors, metadata, dataStart);
+    }
+
+    private static SafeTensorInfo ParseEntry(JsonProperty prop, string path, long dataLen)
+    {
+        string name = prop.Name;
+        var e = prop.Value;
+        if (e.ValueKind != JsonValueKind.Object
+            || !e.TryGetProperty("dtype", out var dt) || dt.ValueKind != JsonValueKind.String
+            || !e.TryGetProperty("shape", out var sh) || sh.ValueKind != JsonValueKind.Array
+            || !e.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
+            throw new SafeTensorsFormatException($"{path}: tensor '{name}' needs dtype, shape and data_offsets [begin, end]");
+        string dtype = dt.GetString()!;
+        int size = DTypeSize(dtype);
+        if (size == 0) throw new SafeTensorsFormatException($"{path}: tensor '{name}' has unsupported dtype '{dtype}'");
+        var shape = new long[sh.GetArrayLength()];
+        long count = 1;
+        int i = 0;
+        foreach (var d in sh.EnumerateArray())
+        {
+            if (!d.TryGetInt64(out var v) || v < 0) throw new SafeTensorsFormatException($"{path}: tensor '{name}' has an invalid shape");
+            shape[i++] = v;
+            count = checked(count * v);
+        }
+        if (!off[0].TryGetInt64(out var begin) || !off[1].TryGetInt64(out var end) || begin < 0 || end < begin || end > dataLen)
+            throw new SafeTensorsFormatException($"{path}: tensor '{name}' has data offsets outside the file (truncated?)");
+        if (end - begin != checked(count * size))
+            throw new SafeTensorsFormatException($"{path}: tensor '{name}' holds {end - begin} bytes, shape × {dtype} needs {count * size}");
+        return new SafeTensorInfo(name, dtype, shape, begin, end);
+    }
+
+    /// Reads one tensor as a new CPU tensor; F16/BF16 are upcast to F32 unless keepDType.
+    public Tensor Read(string name, bool keepDType = false)
+    {
+        if (!Tensors.TryGetValue(name, out var info)) throw new KeyNotFoundException($"{Path}: no tensor '{name}'");
+        var bytes = new byte[info.ByteCount];
+        lock (_stream)
+        {
+            _stream.Seek(_dataStart + info.Begin, SeekOrigin.Begin);
+            _stream.ReadExactly(bytes);
+        }
+        var t = info.Shape.Length == 0 ? torch.zeros(Array.Empty<long>(), ToScalarType(info.DType)) : torch.empty(info.Shape, ToScalarType(info.DType));
+        if (bytes.Length > 0) t.bytes = bytes;
+        if (!keepDType && (t.dtype == ScalarType.Float16 || t.dtype == ScalarType.BFloat16))
+        {
+            var up = t.to_type(ScalarType.Float32);
+            t.Dispose();
+            return up;
+        }
+        return t;
+    }
+
+    public Dictionary<string, Tensor> ReadAll(bool keepDType = false) =>
+        Tensors.Keys.ToDictionary(k => k, k => Read(k, keepDType), StringComparer.Ordinal);
+
+    public static ScalarType ToScalarType(string dtype) => dtype switch
+    {
+        "F32" => ScalarType.Float32, "F16" => ScalarType.Float16, "BF16" => ScalarType.BFloat16, "F64" => ScalarType.Float64,
+        "I64" => ScalarType.Int64, "I32" => ScalarType.Int32, "I16" => ScalarType.Int16, "I8" => ScalarType.Int8,
+        "U8" => ScalarType.Byte, "BOOL" => ScalarType.Bool,
+        _ => throw new SafeTensorsFormatException($"unsupported dtype '{dtype}'"),
+    };
+
+    public static string ToDType(ScalarType t) => t switch
+    {
+        ScalarType.Float32 => "F32", ScalarType.Float16 => "F16", ScalarType.BFloat16 => "BF16", ScalarType.Float64 => "F64",
+        ScalarType.Int64 => "I64", ScalarType.Int32 => "I32", ScalarType.Int16 => "I16", ScalarType.Int8 => "I8",
+        ScalarType.Byte => "U8", ScalarType.Bool => "BOOL",
+        _ => throw new ArgumentException($"cannot store dtype {t} in safetensors"),
+    };
+
+    /// Reads every tensor of a file at once (convenience for small files and tests).
+    public static Dictionary<string, Tensor> Load(string path, bool keepDType = false)
+    {
+        using var f = Open(path);
+        return f.ReadAll(keepDType);
+    }
+
+    /// Writes tensors (sorted by name, as the reference implementation does) with optional string metadata,
+    /// atomically: a temp file in the same folder, flushed, then renamed over the destination.
+    public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var names = tensors.Keys.OrderBy(k => k, StringComparer.Ordinal).ToList();
+        var header = new Dictionary<string, object>(StringComparer.Ordinal);
+        if (metadata is { Count: > 0 }) header["__metadata__"] = metadata;
+        long offset = 0;
+        foreach (var n in names)
+        {
+            var t = tensors[n];
+            long bytes = t.numel() * t.ElementSize;
+            header[n] = new { dtype = ToDType(t.dtype), shape = t.shape, data_offsets = new[] { offset, offset + bytes } };
+            offset += bytes;
+        }
+        var json = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(header));
+        int pad = (8 - json.Length % 8) % 8; // keep tensor data 8-byte aligned, padding with spaces as the spec allows
+        var headerBytes = new byte[json.Length + pad];
+        json.CopyTo(headerBytes, 0);
+        for (int i = json.Length; i < headerBytes.Length; i++) headerBytes[i] = (byte)' ';
+
+        AtomicFile.Write(path, stream =>
+        {
+            Span<byte> len = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)headerBytes.Length);
+            stream.Write(len);
+            stream.Write(headerBytes);
+            foreach (var n in names)
+            {
+                using var c = tensors[n].detach().cpu().contiguous();
+                stream.Write(c.bytes);
+            }
+        });
+    }
+
+    public void Dispose() => _stream.Dispose();
+}
