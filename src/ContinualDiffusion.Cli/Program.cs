@@ -1,1 +1,3 @@
-Console.WriteLine("cdiff");
+using ContinualDiffusion.Cli;
+
+return CliApp.Run(args, Console.Out, Console.Error);

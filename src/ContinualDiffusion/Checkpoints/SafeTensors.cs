@@ -13,7 +13,7 @@ public sealed record SafeTensorInfo(string Name, string DType, long[] Shape, lon
 }
 
 /// Thrown for a safetensors file that is truncated, malformed or holds something we cannot read.
-public sealed class SafeTensorsFormatException(string message) : IOException(message);
+public sealed class SafeTensorsFormatException(string message) : InputException(message);
 
 /// Reads a safetensors file tensor by tensor (never the whole file in one array: SD 1.5 in fp32 is ~4 GB).
 /// The header is validated up front: size within the file, known dtypes, byte counts equal to shape × dtype

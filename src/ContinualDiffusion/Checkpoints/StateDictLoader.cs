@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace ContinualDiffusion.Checkpoints;
 
 /// A checkpoint whose tensors do not match the module: the message names the file and the key.
-public sealed class CheckpointMismatchException(string message) : Exception(message);
+public sealed class CheckpointMismatchException(string message) : InputException(message);
 
 /// Strict, by-name loading of safetensors weights into a TorchSharp module whose parameter and buffer
 /// names equal the checkpoint keys (diffusers / transformers names). Tensors are read one at a time and

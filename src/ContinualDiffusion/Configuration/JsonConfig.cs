@@ -6,7 +6,7 @@ namespace ContinualDiffusion.Configuration;
 
 /// A config file that is missing, malformed, has an unknown key or a value of the wrong kind.
 /// The message always names the file and, where there is one, the key.
-public sealed class ConfigException(string message) : Exception(message);
+public sealed class ConfigException(string message) : InputException(message);
 
 /// Loads JSON config files (ours under configs/, and diffusers' config.json files) into records.
 /// Keys are snake_case as in diffusers; unknown keys are rejected by name; keys starting with '_'

@@ -1,0 +1,84 @@
+using System.CommandLine;
+using ContinualDiffusion.Cli.Commands;
+using Serilog;
+
+namespace ContinualDiffusion.Cli;
+
+/// Exit codes: 0 success, 2 bad usage or bad input, 1 internal error.
+public static class ExitCodes
+{
+    public const int Ok = 0, InternalError = 1, BadInput = 2, Interrupted = 130;
+}
+
+/// Builds the command tree and runs it: parse, call the library, print. Errors become one line on stderr
+/// with the exit code above; the stack trace only at debug level.
+public static class CliApp
+{
+    public static readonly Option<string> LogLevel = new("--log-level")
+    {
+        Description = "Log verbosity: debug, info, warning or error.",
+        DefaultValueFactory = _ => "info",
+        Recursive = true,
+    };
+
+    public static readonly Option<FileInfo?> LogFile = new("--log-file")
+    {
+        Description = "Also write structured log events to this file (JSON lines).",
+        Recursive = true,
+    };
+
+    public static RootCommand BuildRoot(TextWriter stdout)
+    {
+        LogLevel.AcceptOnlyFromAmong("debug", "info", "warning", "error");
+        var root = new RootCommand("cdiff: continual customization of text-to-image diffusion models with C-LoRA.");
+        root.Options.Add(LogLevel);
+        root.Options.Add(LogFile);
+        root.Subcommands.Add(DoctorCommand.Create(stdout));
+        return root;
+    }
+
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        var root = BuildRoot(stdout);
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            stderr.WriteLine($"cdiff: {OneLine(string.Join("; ", parse.Errors.Select(e => e.Message)))} (see 'cdiff --help')");
+            return ExitCodes.BadInput;
+        }
+        bool debug = parse.GetValue(LogLevel) == "debug";
+        Log.Logger = Logging.Create(parse.GetValue(LogLevel)!, parse.GetValue(LogFile)?.FullName);
+        try
+        {
+            return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e) when (UserError(e))
+        {
+            stderr.WriteLine($"cdiff: error: {OneLine(e.Message)}");
+            if (debug) stderr.WriteLine(e);
+            Log.Debug(e, "Bad input");
+            return ExitCodes.BadInput;
+        }
+        catch (OperationCanceledException)
+        {
+            stderr.WriteLine("cdiff: interrupted; nothing was written.");
+            return ExitCodes.Interrupted;
+        }
+        catch (Exception e)
+        {
+            stderr.WriteLine($"cdiff: internal error: {OneLine(e.Message)}{(debug ? "" : " (run with --log-level debug for details)")}");
+            if (debug) stderr.WriteLine(e);
+            Log.Error(e, "Internal error");
+            return ExitCodes.InternalError;
+        }
+        finally
+        {
+            Log.CloseAndFlush();
+        }
+    }
+
+    private static bool UserError(Exception e) =>
+        e is InputException or FileNotFoundException or DirectoryNotFoundException;
+
+    private static string OneLine(string s) => s.ReplaceLineEndings(" ").Trim();
+}

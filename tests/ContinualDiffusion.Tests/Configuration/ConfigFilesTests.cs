@@ -1,0 +1,54 @@
+using ContinualDiffusion.Configuration;
+using ContinualDiffusion.Tests.Support;
+using ContinualDiffusion.Training;
+
+namespace ContinualDiffusion.Tests.Configuration;
+
+public class ConfigFilesTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("cdiff-cfg-").FullName;
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public void The_shipped_training_defaults_load_and_equal_the_record_defaults()
+    {
+        var cfg = TrainingConfig.Load(Path.Combine(Fixture.Root, "configs", "train", "defaults.json"));
+        var record = new TrainingConfig();
+        Assert.Equal(record.Steps, cfg.Steps);
+        Assert.Equal(record.Rank, cfg.Rank);
+        Assert.Equal(record.Lambda, cfg.Lambda);
+        Assert.Equal(record.LearningRate, cfg.LearningRate);
+        Assert.All(cfg.PromptTemplates, t => Assert.DoesNotContain("person", t));
+    }
+
+    [Fact]
+    public void An_unknown_key_is_rejected_naming_the_key_and_the_file()
+    {
+        var path = Path.Combine(_dir, "train.json");
+        File.WriteAllText(path, "{ \"steps\": 10, \"learning_rat\": 0.1 }");
+        var e = Assert.Throws<ConfigException>(() => TrainingConfig.Load(path));
+        Assert.Contains("learning_rat", e.Message);
+        Assert.Contains(path, e.Message);
+    }
+
+    [Theory]
+    [InlineData("{ \"rank\": 0 }", "rank")]
+    [InlineData("{ \"lambda\": -1 }", "lambda")]
+    [InlineData("{ \"steps\": 0 }", "steps")]
+    [InlineData("{ \"method\": \"ewc\" }", "method")]
+    [InlineData("{ \"steps\": \"many\" }", "steps")]
+    public void Invalid_values_are_rejected_naming_the_key(string json, string key)
+    {
+        var path = Path.Combine(_dir, "bad.json");
+        File.WriteAllText(path, json);
+        var e = Assert.Throws<ConfigException>(() => TrainingConfig.Load(path));
+        Assert.Contains(key, e.Message);
+    }
+
+    [Fact]
+    public void Diffusers_bookkeeping_keys_are_ignored()
+    {
+        var cfg = JsonConfig.Parse<TrainingConfig>("{ \"_class_name\": \"x\", \"steps\": 7 }", "inline");
+        Assert.Equal(7, cfg.Steps);
+    }
+}
