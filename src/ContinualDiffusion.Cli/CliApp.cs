@@ -34,6 +34,7 @@ public static class CliApp
         root.Options.Add(LogLevel);
         root.Options.Add(LogFile);
         root.Subcommands.Add(DoctorCommand.Create(stdout));
+        root.Subcommands.Add(StatusCommand.Create(stdout));
         return root;
     }
 

@@ -1,0 +1,39 @@
+using System.CommandLine;
+using ContinualDiffusion.Runs;
+
+namespace ContinualDiffusion.Cli.Commands;
+
+/// `cdiff status --run DIR`: tasks, tokens, parameters per task, bytes on disk, and an integrity check.
+internal static class StatusCommand
+{
+    public static Command Create(TextWriter stdout)
+    {
+        var run = CommonOptions.Run();
+        var cmd = new Command("status", "Show a run's tasks, tokens, sizes, and check every file against the manifest.") { run };
+        cmd.SetAction(parse =>
+        {
+            var status = RunStatus.Inspect(new RunDirectory(parse.GetValue(run)!.FullName));
+            var m = status.Manifest;
+            stdout.WriteLine($"run          {parse.GetValue(run)!.FullName}");
+            stdout.WriteLine($"base model   {m.BaseModel.Path} (hash {m.BaseModel.Hash[..Math.Min(16, m.BaseModel.Hash.Length)]})");
+            stdout.WriteLine($"method       {m.Method}");
+            stdout.WriteLine();
+            stdout.WriteLine($"{"task",4}  {"token",-6} {"method",-6} {"rank",4} {"lambda",9} {"steps",6} {"final loss",10} {"time",8} {"parameters",11} {"bytes",10}");
+            foreach (var t in status.Tasks)
+            {
+                var e = t.Entry;
+                stdout.WriteLine($"{e.Task,4}  {e.Token,-6} {e.Method,-6} {e.Rank,4} {e.Lambda,9:G3} {e.Steps,6} {e.FinalLoss,10:F5} {e.WallTimeSeconds,7:F0}s {t.Parameters,11:N0} {t.Bytes,10:N0}");
+            }
+            stdout.WriteLine();
+            stdout.WriteLine($"on disk      {status.TotalBytes:N0} bytes");
+            if (status.Problems.Count == 0)
+            {
+                stdout.WriteLine("integrity    ok (every adapter matches its SHA-256 in the manifest)");
+                return ExitCodes.Ok;
+            }
+            foreach (var p in status.Problems) stdout.WriteLine($"integrity    FAILED: {p}");
+            return ExitCodes.BadInput;
+        });
+        return cmd;
+    }
+}

@@ -1,0 +1,37 @@
+using ContinualDiffusion.Checkpoints;
+
+namespace ContinualDiffusion.Runs;
+
+/// What `cdiff status` shows: the run's tasks with their sizes, and whether every file matches the manifest.
+public sealed record RunStatus(RunManifest Manifest, IReadOnlyList<TaskStatus> Tasks, IReadOnlyList<string> Problems, long TotalBytes)
+{
+    public static RunStatus Inspect(RunDirectory run)
+    {
+        var manifest = run.ReadManifest();
+        var problems = run.VerifyIntegrity(manifest);
+        var tasks = manifest.Tasks.OrderBy(t => t.Task).Select(t => TaskStatus.Of(run, t)).ToList();
+        long total = Directory.Exists(run.Root)
+            ? new DirectoryInfo(run.Root).EnumerateFiles("*", SearchOption.AllDirectories).Sum(f => f.Length)
+            : 0;
+        return new RunStatus(manifest, tasks, problems, total);
+    }
+}
+
+public sealed record TaskStatus(TaskEntry Entry, long Parameters, long Bytes)
+{
+    public static TaskStatus Of(RunDirectory run, TaskEntry e)
+    {
+        var path = Path.Combine(run.Root, e.AdapterFile);
+        if (!File.Exists(path)) return new TaskStatus(e, 0, 0);
+        try
+        {
+            using var f = SafeTensorsFile.Open(path);
+            long parameters = f.Tensors.Values.Sum(t => t.Shape.Aggregate(1L, (a, b) => a * b));
+            return new TaskStatus(e, parameters, new FileInfo(path).Length);
+        }
+        catch (InputException)
+        {
+            return new TaskStatus(e, 0, new FileInfo(path).Length); // the integrity check reports the damage
+        }
+    }
+}
