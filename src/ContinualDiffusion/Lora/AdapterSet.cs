@@ -1,0 +1,119 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ContinualDiffusion.Lora;
+
+/// An adapter file or adapter set that is malformed or does not fit the model: the message names the file
+/// (or the adapter) and the key.
+public sealed class AdapterFormatException(string message) : Exception(message);
+
+/// One layer's low-rank factors: A is [out, r] (up), B is [r, in] (down), delta = A·B is [out, in].
+public sealed record LoraFactors(Tensor A, Tensor B)
+{
+    public long Rank => A.shape[1];
+    public long OutFeatures => A.shape[0];
+    public long InFeatures => B.shape[1];
+
+    /// A·B, [out, in].
+    public Tensor Delta() => A.matmul(B);
+}
+
+/// One task's adapter: the factors of every adapted layer (keyed by layer name, e.g.
+/// "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k"), the learned token's embedding [1, hidden]
+/// and the metadata. Construction validates everything, so an AdapterSet that exists is consistent.
+/// Owns its tensors (dispose it).
+public sealed class AdapterSet : IDisposable
+{
+    private readonly Dictionary<string, LoraFactors> _layers;
+
+    public AdapterMetadata Metadata { get; }
+    public IReadOnlyDictionary<string, LoraFactors> Layers => _layers;
+    public Tensor TokenEmbedding { get; }
+
+    /// Takes ownership of the tensors. Throws AdapterFormatException on inconsistent shapes or ranks.
+    public AdapterSet(AdapterMetadata metadata, IReadOnlyDictionary<string, LoraFactors> layers, Tensor tokenEmbedding)
+        : this(metadata, layers, tokenEmbedding, $"adapter for task {metadata?.Task}")
+    {
+    }
+
+    internal AdapterSet(AdapterMetadata metadata, IReadOnlyDictionary<string, LoraFactors> layers, Tensor tokenEmbedding, string source)
+    {
+        ArgumentNullException.ThrowIfNull(metadata);
+        ArgumentNullException.ThrowIfNull(layers);
+        ArgumentNullException.ThrowIfNull(tokenEmbedding);
+        metadata.Validate(source);
+        if (layers.Count == 0) throw new AdapterFormatException($"{source}: holds no adapted layers");
+        foreach (var (name, factors) in layers) ValidateLayer(source, name, factors, metadata.Rank);
+        ValidateTokenEmbedding(source, tokenEmbedding.shape, tokenEmbedding.dtype);
+        Metadata = metadata;
+        _layers = new Dictionary<string, LoraFactors>(layers, StringComparer.Ordinal);
+        TokenEmbedding = tokenEmbedding;
+    }
+
+    /// Snapshots the current factors of trained layers (detached CPU copies) with the learned token embedding.
+    public static AdapterSet FromLayers(IEnumerable<ContinualLoraLinear> layers, Tensor tokenEmbedding, AdapterMetadata metadata)
+    {
+        ArgumentNullException.ThrowIfNull(layers);
+        ArgumentNullException.ThrowIfNull(tokenEmbedding);
+        var factors = new Dictionary<string, LoraFactors>(StringComparer.Ordinal);
+        foreach (var layer in layers)
+        {
+            if (!factors.TryAdd(layer.LayerName, new LoraFactors(Snapshot(layer.LoraA), Snapshot(layer.LoraB))))
+                throw new AdapterFormatException($"adapter for task {metadata.Task}: layer '{layer.LayerName}' appears twice");
+        }
+        var token = Snapshot(tokenEmbedding.dim() == 1 ? tokenEmbedding.unsqueeze(0) : tokenEmbedding);
+        return new AdapterSet(metadata, factors, token);
+    }
+
+    private static Tensor Snapshot(Tensor t)
+    {
+        using var noGrad = torch.no_grad();
+        return t.detach().cpu().clone();
+    }
+
+    internal static string KeyA(string layer) => layer + ".lora_A";
+    internal static string KeyB(string layer) => layer + ".lora_B";
+
+    internal static void ValidateLayer(string source, string name, LoraFactors factors, int rank)
+    {
+        if (string.IsNullOrWhiteSpace(name) || name == AdapterFile.TokenEmbeddingKey)
+            throw new AdapterFormatException($"{source}: '{name}' is not a valid layer name");
+        ValidateFactorShapes(source, name, factors.A.shape, factors.A.dtype, factors.B.shape, factors.B.dtype, rank);
+    }
+
+    /// Shapes must be A [out, rank], B [rank, in] with the rank from the metadata; floating point only.
+    internal static void ValidateFactorShapes(string source, string layer, long[] a, ScalarType aType, long[] b, ScalarType bType, int rank)
+    {
+        if (!IsFloat(aType))
+            throw new AdapterFormatException($"{source}: key '{KeyA(layer)}' has dtype {aType}, expected floating point");
+        if (!IsFloat(bType))
+            throw new AdapterFormatException($"{source}: key '{KeyB(layer)}' has dtype {bType}, expected floating point");
+        if (a.Length != 2 || a[1] != rank || a[0] < 1)
+            throw new AdapterFormatException($"{source}: key '{KeyA(layer)}' has shape {Shape(a)}, expected [out, {rank}] (rank from metadata)");
+        if (b.Length != 2 || b[0] != rank || b[1] < 1)
+            throw new AdapterFormatException($"{source}: key '{KeyB(layer)}' has shape {Shape(b)}, expected [{rank}, in] (rank from metadata)");
+    }
+
+    internal static void ValidateTokenEmbedding(string source, long[] shape, ScalarType dtype)
+    {
+        if (!IsFloat(dtype))
+            throw new AdapterFormatException($"{source}: key '{AdapterFile.TokenEmbeddingKey}' has dtype {dtype}, expected floating point");
+        if (shape.Length != 2 || shape[0] != 1 || shape[1] < 1)
+            throw new AdapterFormatException($"{source}: key '{AdapterFile.TokenEmbeddingKey}' has shape {Shape(shape)}, expected [1, hidden]");
+    }
+
+    private static bool IsFloat(ScalarType t) =>
+        t is ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Float64;
+
+    internal static string Shape(long[] shape) => "[" + string.Join(", ", shape) + "]";
+
+    public void Dispose()
+    {
+        foreach (var f in _layers.Values)
+        {
+            f.A.Dispose();
+            f.B.Dispose();
+        }
+        TokenEmbedding.Dispose();
+    }
+}
