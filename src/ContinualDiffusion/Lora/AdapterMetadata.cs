@@ -14,7 +14,7 @@ public static class AdapterMethods
     /// The name used on the command line and in adapter files.
     public static string Name(this AdapterMethod method) => method switch
     {
-        AdapterMethod.CLora => "c-lora",
+        AdapterMethod.CLora => "clora",
         AdapterMethod.Lora => "lora",
         _ => throw new ArgumentOutOfRangeException(nameof(method), method, "unknown adapter method"),
     };
@@ -23,7 +23,7 @@ public static class AdapterMethods
     {
         switch (name)
         {
-            case "c-lora": method = AdapterMethod.CLora; return true;
+            case "clora": method = AdapterMethod.CLora; return true;
             case "lora": method = AdapterMethod.Lora; return true;
             default: method = default; return false;
         }

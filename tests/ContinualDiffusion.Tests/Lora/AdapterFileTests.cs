@@ -55,7 +55,7 @@ public class AdapterFileTests : IDisposable
             Assert.Equal(9, raw.Tensors.Count); // 4 layers x 2 factors + token_embedding
             Assert.Equal("3", raw.Metadata["task"]);
             Assert.Equal("<v3>", raw.Metadata["token"]);
-            Assert.Equal("c-lora", raw.Metadata["method"]);
+            Assert.Equal("clora", raw.Metadata["method"]);
             Assert.Equal("1", raw.Metadata["format_version"]);
         }
 
