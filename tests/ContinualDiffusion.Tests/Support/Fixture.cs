@@ -1,5 +1,6 @@
 using System.Text.Json;
 using ContinualDiffusion.Checkpoints;
+using ContinualDiffusion.Configuration;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -15,8 +16,9 @@ public static class Fixture
     public static string SdTiny => Path.Combine(Root, "tests", "fixtures", "sd-tiny");
 
     private static readonly Lazy<SafeTensorsFile> _reference = new(() => SafeTensorsFile.Open(Path.Combine(SdTiny, "reference.safetensors")));
-    private static readonly Lazy<JsonDocument> _json = new(() => JsonDocument.Parse(File.ReadAllText(Path.Combine(SdTiny, "reference.json"))));
+    private static readonly Lazy<JsonDocument> _json = new(() => JsonDocument.Parse(PythonJson.QuoteNonFiniteNumbers(File.ReadAllText(Path.Combine(SdTiny, "reference.json")))));
 
+    /// reference.json was written by Python's json module, which writes -Infinity bare; quoted before parsing.
     public static JsonElement ReferenceJson => _json.Value.RootElement;
 
     /// One reference tensor (a fresh copy: dispose it or read it inside a dispose scope).
