@@ -33,7 +33,7 @@ public static class JsonConfig
     public static T Parse<T>(string json, string source)
     {
         JsonNode? node;
-        try { node = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); }
+        try { node = JsonNode.Parse(PythonJson.QuoteNonFiniteNumbers(json), documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); }
         catch (JsonException e) { throw new ConfigException($"{source}: not valid JSON ({e.Message})"); }
         if (node is not JsonObject obj) throw new ConfigException($"{source}: expected a JSON object");
         foreach (var key in obj.Select(p => p.Key).Where(k => k.StartsWith('_')).ToList()) obj.Remove(key);
