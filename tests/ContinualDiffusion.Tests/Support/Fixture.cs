@@ -15,12 +15,17 @@ public static class Fixture
     public static string SdTiny => Path.Combine(Root, "tests", "fixtures", "sd-tiny");
 
     private static readonly Lazy<SafeTensorsFile> _reference = new(() => SafeTensorsFile.Open(Path.Combine(SdTiny, "reference.safetensors")));
-    private static readonly Lazy<JsonDocument> _json = new(() => JsonDocument.Parse(File.ReadAllText(Path.Combine(SdTiny, "reference.json"))));
+    private static readonly Lazy<JsonDocument> _json = new(() => JsonDocument.Parse(QuoteNonFiniteNumbers(File.ReadAllText(Path.Combine(SdTiny, "reference.json")))));
 
     public static JsonElement ReferenceJson => _json.Value.RootElement;
 
     /// One reference tensor (a fresh copy: dispose it or read it inside a dispose scope).
     public static Tensor Ref(string name) => _reference.Value.Read(name);
+
+    /// Python's json writes -Infinity / Infinity / NaN bare (e.g. dpmpp2m lambda_min_clipped), which JsonDocument
+    /// rejects; they become the strings "-Infinity" / "Infinity" / "NaN" (read them with GetString()).
+    private static string QuoteNonFiniteNumbers(string json) =>
+        System.Text.RegularExpressions.Regex.Replace(json, @"(?<=[:\[,]\s*)(-?Infinity|NaN)(?=\s*[,\]}])", "\"$1\"");
 
     private static string FindRoot()
     {
