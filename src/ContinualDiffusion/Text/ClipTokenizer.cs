@@ -101,7 +101,7 @@ public sealed class ClipTokenizer
         var unknown = UnknownConceptTokens(prompt);
         if (unknown.Count == 0) return;
         string known = _conceptTokens.Count == 0 ? "none" : string.Join(", ", _conceptTokens);
-        throw new ArgumentException($"prompt uses unknown concept token(s) {string.Join(", ", unknown)}; known concept tokens: {known}");
+        throw new InputException($"prompt uses unknown concept token(s) {string.Join(", ", unknown)}; known concept tokens: {known}");
     }
 
     /// The prompt's token ids without bos/eos, padding or truncation.

@@ -78,7 +78,7 @@ public class ConceptTokenTests
         t.AddConceptToken("<v1>");
         t.AddConceptToken("<v2>");
         t.ThrowIfUnknownConceptTokens("<v1> next to <v2>");
-        var e = Assert.Throws<ArgumentException>(() => t.ThrowIfUnknownConceptTokens("<v3> on a table"));
+        var e = Assert.Throws<InputException>(() => t.ThrowIfUnknownConceptTokens("<v3> on a table"));
         Assert.Contains("<v3>", e.Message);
         Assert.Contains("<v1>, <v2>", e.Message);
     }
