@@ -46,7 +46,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
     {
         if (options.Heads <= 0 || options.DimHead <= 0) throw new ArgumentException($"attention needs positive heads and head width, got {options.Heads} x {options.DimHead}", nameof(options));
         Options = options;
-        if (options.GroupNormGroups is int groups) group_norm = nn.GroupNorm(groups, options.QueryDim, eps: options.NormEps, affine: true);
+        if (options.GroupNormGroups is int groups) group_norm = Norms.Group(groups, options.QueryDim, options.NormEps);
         to_q = nn.Linear(options.QueryDim, options.InnerDim, hasBias: options.Bias);
         to_k = nn.Linear(options.ContextDim, options.InnerDim, hasBias: options.Bias);
         to_v = nn.Linear(options.ContextDim, options.InnerDim, hasBias: options.Bias);

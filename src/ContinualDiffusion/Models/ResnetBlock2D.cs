@@ -27,10 +27,10 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>
     public ResnetBlock2D(ResnetOptions options) : base(nameof(ResnetBlock2D))
     {
         _options = options;
-        norm1 = nn.GroupNorm(options.Groups, options.InChannels, eps: options.Eps, affine: true);
+        norm1 = Norms.Group(options.Groups, options.InChannels, options.Eps);
         conv1 = nn.Conv2d(options.InChannels, options.OutChannels, 3, stride: 1, padding: 1);
         if (options.TembChannels is int temb) time_emb_proj = nn.Linear(temb, options.OutChannels);
-        norm2 = nn.GroupNorm(options.Groups, options.OutChannels, eps: options.Eps, affine: true);
+        norm2 = Norms.Group(options.Groups, options.OutChannels, options.Eps);
         conv2 = nn.Conv2d(options.OutChannels, options.OutChannels, 3, stride: 1, padding: 1);
         if (options.InChannels != options.OutChannels) conv_shortcut = nn.Conv2d(options.InChannels, options.OutChannels, 1);
         RegisterComponents();

@@ -74,7 +74,7 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor, Tensor>
     {
         Options = options;
         int c = options.InChannels, inner = options.InnerDim;
-        norm = nn.GroupNorm(options.Groups, c, eps: 1e-6, affine: true);
+        norm = Norms.Group(options.Groups, c, 1e-6);
         proj_in = options.UseLinearProjection ? nn.Linear(c, inner) : nn.Conv2d(c, inner, 1);
         transformer_blocks = nn.ModuleList(Enumerable.Range(0, options.Layers)
             .Select(_ => new BasicTransformerBlock(inner, options.Heads, options.DimHead, options.CrossAttentionDim, options.UpcastAttention, options.Dropout))

@@ -84,7 +84,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
             InChannels = channels[^1], Layers = 1, OutputScaleFactor = config.MidBlockScaleFactor,
         });
 
-        conv_norm_out = nn.GroupNorm(groups, channels[0], eps: config.NormEps, affine: true);
+        conv_norm_out = Norms.Group(groups, channels[0], config.NormEps);
         conv_out = nn.Conv2d(channels[0], config.OutChannels, config.ConvOutKernel, padding: (config.ConvOutKernel - 1) / 2);
         RegisterComponents();
     }

@@ -26,7 +26,7 @@ public sealed class VaeDecoder : nn.Module<Tensor, Tensor>
             return new UpDecoderBlock2D(prev, output, config.LayersPerBlock + 1, groups, addUpsample: i < n - 1);
         }).ToArray());
         mid_block = new UNetMidBlock2D(ch[^1], groups);
-        conv_norm_out = nn.GroupNorm(groups, ch[0], eps: VaeNorm.Eps, affine: true);
+        conv_norm_out = Norms.Group(groups, ch[0], VaeNorm.Eps);
         conv_out = nn.Conv2d(ch[0], config.OutChannels, 3, padding: 1);
         RegisterComponents();
     }

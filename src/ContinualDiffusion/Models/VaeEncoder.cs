@@ -23,7 +23,7 @@ public sealed class VaeEncoder : nn.Module<Tensor, Tensor>
             .Select(i => new DownEncoderBlock2D(i == 0 ? ch[0] : ch[i - 1], ch[i], config.LayersPerBlock, groups, addDownsample: i < n - 1))
             .ToArray());
         mid_block = new UNetMidBlock2D(ch[^1], groups);
-        conv_norm_out = nn.GroupNorm(groups, ch[^1], eps: VaeNorm.Eps, affine: true);
+        conv_norm_out = Norms.Group(groups, ch[^1], VaeNorm.Eps);
         conv_out = nn.Conv2d(ch[^1], 2 * config.LatentChannels, 3, padding: 1);
         RegisterComponents();
     }
