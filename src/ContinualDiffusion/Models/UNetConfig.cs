@@ -77,13 +77,13 @@ public sealed record UNetConfig
         return config;
     }
 
-    public int BlockCount => BlockOutChannels.Length;
+    [JsonIgnore] public int BlockCount => BlockOutChannels.Length;
 
     /// Width of the sinusoidal timestep features (time_proj output).
-    public int TimestepInputDim => BlockOutChannels[0];
+    [JsonIgnore] public int TimestepInputDim => BlockOutChannels[0];
 
     /// Width of the timestep embedding fed to every resnet.
-    public int TimeEmbedDim => TimeEmbeddingDim ?? BlockOutChannels[0] * 4;
+    [JsonIgnore] public int TimeEmbedDim => TimeEmbeddingDim ?? BlockOutChannels[0] * 4;
 
     /// Heads per down block: `num_attention_heads or attention_head_dim` (diffusers' naming quirk), one per block.
     public int[] AttentionHeads() => (NumAttentionHeads ?? AttentionHeadDim)
@@ -96,7 +96,7 @@ public sealed record UNetConfig
     public int[] TransformerLayers() => TransformerLayersPerBlock.Expand(BlockCount, Source, "transformer_layers_per_block");
 
     /// GroupNorm groups; validated non-null.
-    public int Groups => NormNumGroups ?? throw new ConfigException($"{Source}: key 'norm_num_groups' must not be null");
+    [JsonIgnore] public int Groups => NormNumGroups ?? throw new ConfigException($"{Source}: key 'norm_num_groups' must not be null");
 
     /// Throws a ConfigException naming the file and key for any value this implementation does not support.
     public void Validate()

@@ -70,6 +70,7 @@ public sealed class UNetMidBlock2D : nn.Module<Tensor, Tensor>
 
     public UNetMidBlock2D(int channels, int groups) : base(nameof(UNetMidBlock2D))
     {
+        // diffusers sets upcast_softmax for this block; computing the whole attention in float32 covers it.
         attentions = nn.ModuleList(new Attention(new AttentionOptions(channels, Heads: 1, DimHead: channels)
         {
             Bias = true, GroupNormGroups = groups, NormEps = VaeNorm.Eps, ResidualConnection = true, Upcast = true,

@@ -36,7 +36,7 @@ public sealed record VaeConfig
     }
 
     /// Pixels per latent cell: 2^(number of blocks - 1) (every block but the last halves the resolution).
-    public int VaeScaleFactor => 1 << (BlockOutChannels.Length - 1);
+    [JsonIgnore] public int VaeScaleFactor => 1 << (BlockOutChannels.Length - 1);
 
     public void Validate()
     {

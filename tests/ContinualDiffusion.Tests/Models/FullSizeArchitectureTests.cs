@@ -11,7 +11,7 @@ namespace ContinualDiffusion.Tests.Models;
 [Collection(MetaDeviceCollection.Name)]
 public class FullSizeArchitectureTests
 {
-    private static string ConfigPath(string model, string file) => Path.Combine(Fixture.Root, "tests", "fixtures", "configs", model, file);
+    private static string ConfigPath(string model, string file) => Path.Combine(FullSizeConfigs.Dir, model, file);
 
     [Fact]
     public void Sd15_unet_has_859_520_964_parameters()
@@ -51,4 +51,10 @@ public class FullSizeArchitectureTests
         // 64-wide heads everywhere: 320/5, 640/10, 1280/20.
         Assert.All(unet.CrossAttentions(), a => Assert.Equal(64, a.Attention.Options.DimHead));
     }
+}
+
+/// tests/fixtures/configs: the diffusers configs of real SD releases (sd15: runwayml v1-5, sd21: stabilityai 2-1).
+public static class FullSizeConfigs
+{
+    public static string Dir => Path.Combine(Fixture.Root, "tests", "fixtures", "configs");
 }

@@ -35,6 +35,22 @@ public class ModelConfigTests : IDisposable
     }
 
     [Fact]
+    public void Unet_config_survives_a_serialize_and_parse_round_trip()
+    {
+        var original = UNetConfig.Load(Path.Combine(FullSizeConfigs.Dir, "sd21", "unet.json"));
+        var json = JsonConfig.Serialize(original);
+        var keys = JsonNode.Parse(json)!.AsObject().Select(p => p.Key).ToList();
+        Assert.DoesNotContain("time_embed_dim", keys);   // computed properties are not config keys
+        Assert.DoesNotContain("source", keys);
+        var copy = JsonConfig.Parse<UNetConfig>(json, "round trip");
+        Assert.Equal(original.AttentionHeads(), copy.AttentionHeads());
+        Assert.True(copy.AttentionHeadDim.IsList);
+        Assert.Equal(original.CrossAttentionDims(), copy.CrossAttentionDims());
+        Assert.True(copy.UseLinearProjection && copy.UpcastAttention);
+        Assert.Equal(original.BlockOutChannels, copy.BlockOutChannels);
+    }
+
+    [Fact]
     public void Fixture_vae_config_loads()
     {
         var c = VaeConfig.Load(VaeJson);
