@@ -1,0 +1,88 @@
+using ContinualDiffusion.Checkpoints;
+using ContinualDiffusion.Lora;
+using ContinualDiffusion.Schedulers;
+using ContinualDiffusion.Text;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ContinualDiffusion.Models;
+
+/// The five parts of a Stable Diffusion pipeline, loaded from a diffusers-format folder: tokenizer, CLIP text
+/// encoder, UNet, VAE and the scheduler config. Loading is strict (every tensor by name and shape).
+public sealed class StableDiffusion : IDisposable
+{
+    public required ClipTokenizer Tokenizer { get; init; }
+    public required ClipTextModel TextEncoder { get; init; }
+    public required UNet2DConditionModel Unet { get; init; }
+    public required AutoencoderKL Vae { get; init; }
+    public required SchedulerConfig SchedulerConfig { get; init; }
+    public required Device Device { get; init; }
+
+    /// Latent side = image side / VaeScaleFactor (8 for SD, 2 for the tiny test model).
+    public int VaeScaleFactor => Vae.VaeScaleFactor;
+
+    public static StableDiffusion Load(DiffusersFolder folder, Device? device = null)
+    {
+        device ??= torch.CPU;
+        var textEncoder = ClipTextModel.FromPretrained(Path.GetDirectoryName(folder.TextEncoderWeightsPath)!, device);
+        var unet = new UNet2DConditionModel(UNetConfig.Load(folder.UnetConfigPath));
+        StateDictLoader.LoadStrict(unet, folder.UnetWeightsPath);
+        var vae = new AutoencoderKL(VaeConfig.Load(folder.VaeConfigPath));
+        StateDictLoader.LoadStrict(vae, folder.VaeWeightsPath);
+        unet.to(device).eval();
+        vae.to(device).eval();
+        return new StableDiffusion
+        {
+            Tokenizer = ClipTokenizer.FromFolder(folder.TokenizerDir),
+            TextEncoder = textEncoder,
+            Unet = unet,
+            Vae = vae,
+            SchedulerConfig = SchedulerConfig.Load(folder.SchedulerConfigPath),
+            Device = device,
+        };
+    }
+
+    /// Freezes every weight (training then opts the adapters and the new token in explicitly).
+    public void Freeze()
+    {
+        foreach (var p in TextEncoder.parameters()) p.requires_grad = false;
+        foreach (var p in Unet.parameters()) p.requires_grad = false;
+        foreach (var p in Vae.parameters()) p.requires_grad = false;
+    }
+
+    /// The layers C-LoRA adapts: every cross-attention (attn2) key and value projection of the UNet.
+    public IReadOnlyList<LoraTarget> CrossAttentionKeyValueTargets() =>
+        Unet.CrossAttentions()
+            .SelectMany(c => LoraTarget.KeyValue(c.Prefix, c.Attention.ToK, c.Attention.ToV, c.Attention.ReplaceProjection))
+            .ToList();
+
+    /// Registers a learned concept token with its embedding row (tokenizer id after the vocabulary, new row in
+    /// the text encoder's embedding matrix).
+    public long AddConcept(string token, Tensor embedding)
+    {
+        long id = Tokenizer.AddConceptToken(token);
+        if (TextEncoder.VocabSize <= id) TextEncoder.ResizeTokenEmbeddings((int)id + 1);
+        TextEncoder.SetTokenEmbedding(id, embedding);
+        return id;
+    }
+
+    /// Token ids (N, 77) for prompts, on the model's device.
+    public Tensor Tokenize(IReadOnlyList<string> prompts, Action<string>? warn = null)
+    {
+        var encoded = prompts.Select(p =>
+        {
+            var t = Tokenizer.Encode(p);
+            if (t.Truncated) warn?.Invoke($"prompt is longer than {Tokenizer.ModelMaxLength} tokens; {t.DroppedTokenCount} token(s) were dropped: \"{p}\"");
+            return t;
+        }).ToList();
+        using var ids = ClipTokenizer.ToTensor(encoded);
+        return ids.to(Device);
+    }
+
+    public void Dispose()
+    {
+        TextEncoder.Dispose();
+        Unet.Dispose();
+        Vae.Dispose();
+    }
+}

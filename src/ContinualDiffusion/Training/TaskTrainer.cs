@@ -1,0 +1,151 @@
+using System.Diagnostics;
+using ContinualDiffusion.Lora;
+using ContinualDiffusion.Models;
+using ContinualDiffusion.Schedulers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ContinualDiffusion.Training;
+
+/// One step's outcome.
+public sealed record TrainStepReport(int Step, int TotalSteps, double Loss, double Mse, double Penalty, double StepSeconds);
+
+/// A training loss that is NaN or infinite: training stops and nothing of the task is written.
+public sealed class TrainingDivergedException(string message) : Exception(message);
+
+/// Trains one C-LoRA task on a loaded model: the current adapters A_t, B_t on every cross-attention key/value
+/// projection and the new token's embedding row; everything else frozen. The loss is the diffusion MSE plus
+/// λ · Σ ‖|P| ⊙ A_t B_t‖²_F (SelfRegularizer; zero at task 1 and for `--method lora`).
+///
+/// Randomness is a pure function of (seed, task, step), so a fixed seed gives the same adapter twice and a
+/// resumed run continues exactly where the interrupted one stopped with no RNG state to carry.
+public sealed class TaskTrainer : IDisposable
+{
+    private readonly StableDiffusion _model;
+    private readonly ConceptLatents _latents;
+    private readonly TrainingConfig _config;
+    private readonly NoiseSchedule _schedule;
+    private readonly IReadOnlyList<ContinualLoraLinear> _layers;
+    private readonly TorchSharp.Modules.Parameter _token;
+    private readonly AdamW _optimizer;
+    private readonly IReadOnlyList<TorchSharp.Modules.Parameter> _trainable;
+    private readonly Tensor[] _templateIds;
+    private readonly int _task;
+
+    public long TokenId { get; }
+    public int Step { get; private set; }
+    public IReadOnlyList<ContinualLoraLinear> Layers => _layers;
+    public Tensor TokenEmbedding => _token;
+
+    /// `pastDeltas`: Σ of the earlier tasks' A·B per adapted layer (zeros at task 1).
+    public TaskTrainer(StableDiffusion model, ConceptLatents latents, string token, long tokenId,
+        IReadOnlyDictionary<string, Tensor> pastDeltas, TrainingConfig config, int task)
+    {
+        _model = model; _latents = latents; _config = config; _task = task; TokenId = tokenId;
+        _schedule = new NoiseSchedule(model.SchedulerConfig);
+        model.Freeze();
+        using var init = new Generator(unchecked((ulong)Mix(config.Seed, task, -1)));
+        _layers = LoraInjector.Inject(model.CrossAttentionKeyValueTargets(), config.Rank, pastDeltas, init);
+        _token = new TorchSharp.Modules.Parameter(model.TextEncoder.GetTokenEmbedding(tokenId).to(model.Device).unsqueeze(0), requires_grad: true);
+        _trainable = [.. LoraInjector.TrainableParameters(_layers), _token];
+        _optimizer = new AdamW(
+        [
+            new AdamW.Group("lora", LoraInjector.TrainableParameters(_layers).Cast<Tensor>().ToList(), config.LearningRate),
+            new AdamW.Group("token", [_token], config.TokenLearningRate, WeightDecay: 0),
+        ]);
+        // Token ids per prompt template are fixed; only the embedding of the new token changes between steps.
+        _templateIds = config.PromptTemplates
+            .Select(t => model.Tokenize([t.Replace("{}", token)]).DetachFromDisposeScope())
+            .ToArray();
+    }
+
+    /// Deterministic stream id for (seed, task, step).
+    private static long Mix(long seed, int task, int step) => unchecked(seed * 1_000_003L + task * 7_919L + step * 104_729L + 17);
+
+    /// Runs steps Step+1..config.Steps. `afterStep` sees each report (progress, checkpoints).
+    public double Run(Action<TrainStepReport>? afterStep = null, CancellationToken cancel = default)
+    {
+        double last = double.NaN;
+        while (Step < _config.Steps)
+        {
+            cancel.ThrowIfCancellationRequested();
+            var report = TrainStep();
+            last = report.Loss;
+            afterStep?.Invoke(report);
+        }
+        return last;
+    }
+
+    public TrainStepReport TrainStep()
+    {
+        var clock = Stopwatch.StartNew();
+        int step = Step + 1;
+        using var scope = torch.NewDisposeScope();
+        using var gen = new Generator(unchecked((ulong)Mix(_config.Seed, _task, step)));
+        var rng = new Random(unchecked((int)Mix(_config.Seed, _task, step)));
+
+        int b = _config.BatchSize;
+        var indices = Enumerable.Range(0, b).Select(_ => (long)rng.Next(_latents.Count)).ToArray();
+        var ids = torch.cat(Enumerable.Range(0, b).Select(_ => _templateIds[rng.Next(_templateIds.Length)]).ToArray());
+
+        var z0 = _latents.Sample(indices, gen).to(_model.Device);
+        var noise = torch.randn(z0.shape, generator: gen).to(_model.Device);
+        var t = torch.randint(0, _schedule.NumTrainTimesteps, [b], generator: gen, dtype: ScalarType.Int64).to(_model.Device);
+        var noisy = _schedule.AddNoise(z0, noise, t);
+        var target = _schedule.TrainingTarget(z0, noise, t);
+
+        using var text = _model.TextEncoder.Encode(ids, new Dictionary<long, Tensor> { [TokenId] = _token });
+        var pred = _model.Unet.forward(noisy, t, text.LastHiddenState);
+        var mse = nn.functional.mse_loss(pred, target);
+        var penalty = SelfRegularizer.Penalty(_layers);
+        var loss = _config.EffectiveLambda > 0 ? mse + _config.EffectiveLambda * penalty : mse;
+
+        double lossValue = loss.item<float>();
+        if (!double.IsFinite(lossValue))
+            throw new TrainingDivergedException($"task {_task}: the loss became {lossValue} at step {step} (try a lower --lr or --lambda); nothing was written");
+
+        _optimizer.ZeroGrad();
+        loss.backward();
+        nn.utils.clip_grad_norm_(_trainable, _config.MaxGradNorm);
+        _optimizer.Step();
+        Step = step;
+        return new TrainStepReport(step, _config.Steps, lossValue, mse.item<float>(), penalty.item<float>(), clock.Elapsed.TotalSeconds);
+    }
+
+    /// Everything `--resume` needs: current factors, token row, optimizer moments, step.
+    public Dictionary<string, Tensor> CheckpointTensors()
+    {
+        var d = _optimizer.StateTensors();
+        foreach (var l in _layers)
+        {
+            d[$"{l.LayerName}.lora_A"] = l.LoraA;
+            d[$"{l.LayerName}.lora_B"] = l.LoraB;
+        }
+        d["token_embedding"] = _token;
+        d["step"] = torch.tensor((long)Step);
+        return d;
+    }
+
+    public void RestoreCheckpoint(IReadOnlyDictionary<string, Tensor> d, string source)
+    {
+        using var noGrad = torch.no_grad();
+        Tensor Get(string key) => d.TryGetValue(key, out var v) ? v : throw new InputException($"{source}: missing key '{key}'");
+        foreach (var l in _layers)
+        {
+            l.LoraA.copy_(Get($"{l.LayerName}.lora_A"));
+            l.LoraB.copy_(Get($"{l.LayerName}.lora_B"));
+        }
+        _token.copy_(Get("token_embedding"));
+        _optimizer.LoadStateTensors(d, source);
+        Step = (int)Get("step").item<long>();
+    }
+
+    /// The finished task's adapter (detached CPU copies).
+    public AdapterSet ToAdapterSet(AdapterMetadata metadata) => AdapterSet.FromLayers(_layers, _token.detach(), metadata);
+
+    public void Dispose()
+    {
+        _optimizer.Dispose();
+        foreach (var ids in _templateIds) ids.Dispose();
+    }
+}
