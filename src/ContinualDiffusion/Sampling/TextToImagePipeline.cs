@@ -12,7 +12,8 @@ namespace ContinualDiffusion.Sampling;
 public sealed class TextToImagePipeline(StableDiffusion model)
 {
     /// Images (N, H, W, 3) float32 in [0, 1] on the CPU.
-    public Tensor Generate(SampleRequest request, IProgress<SampleProgress>? progress = null, Action<string>? warn = null, CancellationToken cancel = default)
+    public Tensor Generate(SampleRequest request, IProgress<SampleProgress>? progress = null, Action<string>? warn = null,
+        CancellationToken cancel = default, Action<Tensor>? latentsAfterStep = null)
     {
         var (height, width) = Resolve(request);
         using var outer = torch.NewDisposeScope();
@@ -34,6 +35,7 @@ public sealed class TextToImagePipeline(StableDiffusion model)
                 latents.Dispose();
                 latents = next.MoveToOuterDisposeScope();
             }
+            latentsAfterStep?.Invoke(latents);
             progress?.Report(new SampleProgress(++k, scheduler.Timesteps.Count, clock.Elapsed.TotalSeconds));
         }
         return Decode(latents).cpu().MoveToOuterDisposeScope();
