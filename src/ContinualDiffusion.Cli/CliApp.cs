@@ -27,7 +27,7 @@ public static class CliApp
         Recursive = true,
     };
 
-    public static RootCommand BuildRoot(TextWriter stdout)
+    public static RootCommand BuildRoot(TextWriter stdout, TextWriter stderr)
     {
         LogLevel.AcceptOnlyFromAmong("debug", "info", "warning", "error");
         var root = new RootCommand("cdiff: continual customization of text-to-image diffusion models with C-LoRA.");
@@ -35,12 +35,13 @@ public static class CliApp
         root.Options.Add(LogFile);
         root.Subcommands.Add(DoctorCommand.Create(stdout));
         root.Subcommands.Add(StatusCommand.Create(stdout));
+        root.Subcommands.Add(SampleCommand.Create(stdout, stderr, () => Cancellation.Token));
         return root;
     }
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        var root = BuildRoot(stdout);
+        var root = BuildRoot(stdout, stderr);
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
@@ -48,6 +49,7 @@ public static class CliApp
             return ExitCodes.BadInput;
         }
         bool debug = parse.GetValue(LogLevel) == "debug";
+        using var cancellation = Cancellation.Begin();
         Log.Logger = Logging.Create(parse.GetValue(LogLevel)!, parse.GetValue(LogFile)?.FullName);
         try
         {
@@ -62,7 +64,7 @@ public static class CliApp
         }
         catch (OperationCanceledException)
         {
-            stderr.WriteLine("cdiff: interrupted; nothing was written.");
+            stderr.WriteLine("cdiff: interrupted; nothing unfinished was written.");
             return ExitCodes.Interrupted;
         }
         catch (Exception e)
@@ -82,4 +84,27 @@ public static class CliApp
         e is InputException or FileNotFoundException or DirectoryNotFoundException;
 
     private static string OneLine(string s) => s.ReplaceLineEndings(" ").Trim();
+}
+
+/// Ctrl-C / SIGTERM become a cancellation the library checks between steps, so files are never half-written.
+internal static class Cancellation
+{
+    private static CancellationTokenSource _source = new();
+    public static CancellationToken Token => _source.Token;
+
+    public static IDisposable Begin()
+    {
+        _source = new CancellationTokenSource();
+        var source = _source;
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; source.Cancel(); };
+        Console.CancelKeyPress += onCancel;
+        var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(
+            System.Runtime.InteropServices.PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; source.Cancel(); });
+        return new Registration(() => { Console.CancelKeyPress -= onCancel; sigterm.Dispose(); });
+    }
+
+    private sealed class Registration(Action dispose) : IDisposable
+    {
+        public void Dispose() => dispose();
+    }
 }

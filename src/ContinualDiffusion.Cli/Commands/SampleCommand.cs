@@ -1,0 +1,114 @@
+using System.CommandLine;
+using System.Diagnostics;
+using ContinualDiffusion.Checkpoints;
+using ContinualDiffusion.Imaging;
+using ContinualDiffusion.Models;
+using ContinualDiffusion.Runs;
+using ContinualDiffusion.Runtime;
+using ContinualDiffusion.Sampling;
+using ContinualDiffusion.Schedulers;
+using Serilog;
+
+namespace ContinualDiffusion.Cli.Commands;
+
+/// `cdiff sample`: text to image with a base model (--model) or a run's learned concepts (--run).
+internal static class SampleCommand
+{
+    public static Command Create(TextWriter stdout, TextWriter stderr, Func<CancellationToken> cancel)
+    {
+        var model = new Option<DirectoryInfo?>("--model") { Description = "A diffusers-format Stable Diffusion folder (with --run: overrides the run's base model path; its hash must match)." };
+        var run = new Option<DirectoryInfo?>("--run") { Description = "A run directory: sample with every learned concept token (<v1>, <v2>, ...)." };
+        var prompt = new Option<string>("--prompt") { Description = "What to draw, e.g. \"<v3> portrait\".", Required = true };
+        var negative = new Option<string>("--negative-prompt") { Description = "What to steer away from.", DefaultValueFactory = _ => "" };
+        var steps = new Option<int>("--steps") { Description = "Denoising steps.", DefaultValueFactory = _ => 30 };
+        var guidance = new Option<double>("--guidance") { Description = "Classifier-free guidance scale.", DefaultValueFactory = _ => 7.5 };
+        var scheduler = new Option<string?>("--scheduler") { Description = "ddim, dpm++ or euler (default: the model's scheduler_config.json)." };
+        scheduler.AcceptOnlyFromAmong([.. SchedulerFactory.Names]);
+        var seed = new Option<long?>("--seed") { Description = "Random seed (default: a random one, printed and stored in the PNG)." };
+        var numImages = new Option<int>("--num-images") { Description = "Images to generate.", DefaultValueFactory = _ => 1 };
+        var height = new Option<int?>("--height") { Description = "Image height in pixels, a multiple of 8 (default: the model's native size)." };
+        var width = new Option<int?>("--width") { Description = "Image width in pixels, a multiple of 8 (default: the model's native size)." };
+        var latents = new Option<FileInfo?>("--latents") { Description = "A safetensors file with a tensor 'latents' (N, 4, H/f, W/f) as the initial noise (scaled by init_noise_sigma, as diffusers does)." };
+        var output = new Option<DirectoryInfo>("--out") { Description = "Folder for the PNG files.", DefaultValueFactory = _ => new DirectoryInfo("samples") };
+
+        var cmd = new Command("sample", "Generate images from a prompt with a base model or a run's learned concepts.")
+        {
+            model, run, prompt, negative, steps, guidance, scheduler, seed, numImages, height, width, latents, output,
+        };
+        cmd.SetAction(parse =>
+        {
+            var modelDir = parse.GetValue(model);
+            var runDir = parse.GetValue(run);
+            if (modelDir is null && runDir is null) throw new InputException("--model or --run is required (a diffusers-format folder, or a run directory)");
+            long seedValue = parse.GetValue(seed) ?? Random.Shared.NextInt64(0, int.MaxValue);
+
+            var clock = Stopwatch.StartNew();
+            using var sd = runDir is not null
+                ? RunModel.LoadForSampling(new RunDirectory(runDir.FullName), modelDir?.FullName, TorchEnvironment.DefaultDevice())
+                : StableDiffusion.Load(DiffusersFolder.Open(modelDir!.FullName), TorchEnvironment.DefaultDevice());
+            Log.Information("Loaded the model in {Seconds:F1} s", clock.Elapsed.TotalSeconds);
+
+            var request = new SampleRequest
+            {
+                Prompt = parse.GetValue(prompt)!,
+                NegativePrompt = parse.GetValue(negative)!,
+                Steps = parse.GetValue(steps),
+                Guidance = parse.GetValue(guidance),
+                Scheduler = parse.GetValue(scheduler),
+                Seed = seedValue,
+                NumImages = parse.GetValue(numImages),
+                Height = parse.GetValue(height),
+                Width = parse.GetValue(width),
+                Latents = parse.GetValue(latents) is { } lf ? ReadLatents(lf.FullName) : null,
+            };
+            var schedulerName = request.Scheduler ?? SchedulerFactory.DefaultName(sd.SchedulerConfig);
+            var bar = new ProgressBar("sampling", request.Steps, stderr);
+            var progress = new SyncProgress<SampleProgress>(p =>
+            {
+                bar.Report(p.Step, $"({p.StepSeconds:F2} s/step)");
+                Log.Debug("Step {Step}/{Total} took {Seconds:F3} s", p.Step, p.TotalSteps, p.StepSeconds);
+            });
+            clock.Restart();
+            using var images = new TextToImagePipeline(sd).Generate(request, progress, w => Log.Warning("{Warning}", w), cancel());
+            Log.Information("Sampled {Count} image(s) in {Seconds:F1} s", request.NumImages, clock.Elapsed.TotalSeconds);
+
+            var outDir = parse.GetValue(output)!.FullName;
+            var text = new Dictionary<string, string>
+            {
+                ["prompt"] = request.Prompt, ["negative_prompt"] = request.NegativePrompt, ["seed"] = seedValue.ToString(),
+                ["steps"] = request.Steps.ToString(), ["guidance"] = request.Guidance.ToString("R"), ["scheduler"] = schedulerName,
+                ["model"] = runDir?.FullName ?? modelDir!.FullName, ["software"] = "cdiff",
+            };
+            for (int i = 0; i < request.NumImages; i++)
+            {
+                var path = FreePath(outDir, $"{seedValue}-{i:D2}");
+                using var img = images[i];
+                PngFile.Save(img, path, text);
+                stdout.WriteLine(path);
+            }
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+
+    private static TorchSharp.torch.Tensor ReadLatents(string path)
+    {
+        using var f = SafeTensorsFile.Open(path);
+        if (!f.Tensors.ContainsKey("latents")) throw new InputException($"{path}: no tensor named 'latents' (found: {string.Join(", ", f.Tensors.Keys)})");
+        return f.Read("latents");
+    }
+
+    /// Never overwrite an image the user already has.
+    private static string FreePath(string dir, string stem)
+    {
+        var path = Path.Combine(dir, stem + ".png");
+        for (int k = 1; File.Exists(path); k++) path = Path.Combine(dir, $"{stem}-{k}.png");
+        return path;
+    }
+}
+
+/// IProgress that reports on the calling thread (Progress<T> would post to the thread pool and reorder lines).
+internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
+}
