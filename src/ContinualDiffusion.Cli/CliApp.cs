@@ -35,6 +35,7 @@ public static class CliApp
         root.Options.Add(LogFile);
         root.Subcommands.Add(DoctorCommand.Create(stdout));
         root.Subcommands.Add(StatusCommand.Create(stdout));
+        root.Subcommands.Add(TrainCommand.Create(stdout, stderr, () => Cancellation.Token));
         root.Subcommands.Add(SampleCommand.Create(stdout, stderr, () => Cancellation.Token));
         return root;
     }
@@ -61,6 +62,13 @@ public static class CliApp
             if (debug) stderr.WriteLine(e);
             Log.Debug(e, "Bad input");
             return ExitCodes.BadInput;
+        }
+        catch (Training.TrainingDivergedException e)
+        {
+            // Not bad usage, yet an expected outcome: one clear line, no "internal error".
+            stderr.WriteLine($"cdiff: error: {OneLine(e.Message)}");
+            Log.Error("{Message}", e.Message);
+            return ExitCodes.InternalError;
         }
         catch (OperationCanceledException)
         {

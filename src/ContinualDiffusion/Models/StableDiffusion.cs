@@ -23,6 +23,7 @@ public sealed class StableDiffusion : IDisposable
 
     public static StableDiffusion Load(DiffusersFolder folder, Device? device = null)
     {
+        Runtime.TorchSetup.Initialize();
         device ??= torch.CPU;
         var textEncoder = ClipTextModel.FromPretrained(Path.GetDirectoryName(folder.TextEncoderWeightsPath)!, device);
         var unet = new UNet2DConditionModel(UNetConfig.Load(folder.UnetConfigPath));

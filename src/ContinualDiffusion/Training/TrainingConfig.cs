@@ -16,7 +16,8 @@ public sealed record TrainingConfig
     /// Weight of the self-regularization penalty. Large because |past delta| ⊙ current delta is tiny.
     public double Lambda { get; init; } = 1e8;
     public int BatchSize { get; init; } = 1;
-    public int Resolution { get; init; } = 512;
+    /// Training image side in pixels; null = the model's native size (UNet sample_size × VAE factor).
+    public int? Resolution { get; init; }
     public long Seed { get; init; }
     public int CheckpointEvery { get; init; } = 100;
     public double MaxGradNorm { get; init; } = 1.0;
@@ -29,11 +30,13 @@ public sealed record TrainingConfig
     public static TrainingConfig Load(string path) => JsonConfig.Load<TrainingConfig>(path).Validated(path);
 
     /// Rejects values that cannot train, naming the key (or option) and what is expected.
-    public TrainingConfig Validated(string source)
+    /// With `asOptions`, keys are named as the command-line options that set them (--rank, --lr, ...).
+    public TrainingConfig Validated(string source, bool asOptions = false)
     {
         void Require(bool ok, string key, string expected)
         {
-            if (!ok) throw new ConfigException($"{source}: '{key}' must be {expected}");
+            if (ok) return;
+            throw new ConfigException(asOptions ? $"{OptionName(key)} must be {expected}" : $"{source}: '{key}' must be {expected}");
         }
         Require(Method is "clora" or "lora", "method", "'clora' or 'lora'");
         Require(Steps > 0, "steps", "> 0");
@@ -42,13 +45,20 @@ public sealed record TrainingConfig
         Require(Rank > 0, "rank", "> 0");
         Require(Lambda >= 0 && double.IsFinite(Lambda), "lambda", ">= 0");
         Require(BatchSize > 0, "batch_size", "> 0");
-        Require(Resolution >= 8 && Resolution % 8 == 0, "resolution", "a multiple of 8");
+        Require(Resolution is null || (Resolution >= 8 && Resolution % 8 == 0), "resolution", "a multiple of 8");
         Require(CheckpointEvery >= 0, "checkpoint_every", ">= 0 (0 = never)");
         Require(MaxGradNorm > 0, "max_grad_norm", "> 0");
         Require(MaxImagePixels > 0, "max_image_pixels", "> 0");
         Require(PromptTemplates.Count > 0 && PromptTemplates.All(t => t.Contains("{}")), "prompt_templates", "a non-empty list of templates each containing {}");
         return this;
     }
+
+    private static string OptionName(string key) => key switch
+    {
+        "learning_rate" => "--lr",
+        "token_learning_rate" => "--token-lr",
+        _ => "--" + key.Replace('_', '-'),
+    };
 
     /// λ actually applied: the lora baseline is C-LoRA with the penalty switched off.
     public double EffectiveLambda => Method == "lora" ? 0 : Lambda;

@@ -1,0 +1,83 @@
+using System.CommandLine;
+using ContinualDiffusion.Runtime;
+using ContinualDiffusion.Training;
+using Serilog;
+
+namespace ContinualDiffusion.Cli.Commands;
+
+/// `cdiff train --task 3 --images ./faces/p3`: learn concept <v3> as C-LoRA task 3 of a run.
+internal static class TrainCommand
+{
+    public static Command Create(TextWriter stdout, TextWriter stderr, Func<CancellationToken> cancel)
+    {
+        var task = new Option<int>("--task") { Description = "Task number: 1 for the first concept, then 2, 3, ... (learns token <vN>).", Required = true };
+        var images = new Option<DirectoryInfo>("--images") { Description = "Folder of the concept's images (PNG, JPEG, WebP, BMP). Not kept after training.", Required = true };
+        var run = CommonOptions.Run();
+        var model = new Option<DirectoryInfo?>("--model") { Description = "Base model (diffusers-format folder). Required at task 1, then remembered." };
+        var config = new Option<FileInfo?>("--config") { Description = "Training options as JSON (keys as in configs/train/defaults.json); command-line options override it." };
+        var method = new Option<string?>("--method") { Description = "clora (default: self-regularized C-LoRA) or lora (λ = 0, plain sequential LoRA)." };
+        method.AcceptOnlyFromAmong("clora", "lora");
+        var steps = new Option<int?>("--steps") { Description = "Training steps for this task." };
+        var lr = new Option<double?>("--lr") { Description = "Learning rate of the LoRA factors." };
+        var tokenLr = new Option<double?>("--token-lr") { Description = "Learning rate of the new token's embedding." };
+        var rank = new Option<int?>("--rank") { Description = "LoRA rank r." };
+        var lambda = new Option<double?>("--lambda") { Description = "Weight λ of the C-LoRA self-regularization penalty." };
+        var batch = new Option<int?>("--batch-size") { Description = "Images per step." };
+        var resolution = new Option<int?>("--resolution") { Description = "Training image side in pixels (default: the model's native size)." };
+        var seed = new Option<long?>("--seed") { Description = "Random seed (same seed, same images, same options: same adapter)." };
+        var checkpointEvery = new Option<int?>("--checkpoint-every") { Description = "Save a resumable checkpoint every N steps (0 = never)." };
+        var sampleEvery = new Option<int>("--sample-every") { Description = "Write a validation sample into the run's samples/ folder every N steps (0 = never).", DefaultValueFactory = _ => 0 };
+        var resume = new Option<bool>("--resume") { Description = "Continue this task from its last checkpoint." };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Retrain the run's last task, replacing its adapter." };
+
+        var cmd = new Command("train", "Learn a new concept as the next C-LoRA task of a run.")
+        {
+            task, images, run, model, config, method, steps, lr, tokenLr, rank, lambda, batch, resolution, seed, checkpointEvery, sampleEvery, resume, overwrite,
+        };
+        cmd.SetAction(parse =>
+        {
+            var baseConfig = parse.GetValue(config) is { } file ? TrainingConfig.Load(file.FullName) : new TrainingConfig();
+            var merged = baseConfig with
+            {
+                Method = parse.GetValue(method) ?? baseConfig.Method,
+                Steps = parse.GetValue(steps) ?? baseConfig.Steps,
+                LearningRate = parse.GetValue(lr) ?? baseConfig.LearningRate,
+                TokenLearningRate = parse.GetValue(tokenLr) ?? baseConfig.TokenLearningRate,
+                Rank = parse.GetValue(rank) ?? baseConfig.Rank,
+                Lambda = parse.GetValue(lambda) ?? baseConfig.Lambda,
+                BatchSize = parse.GetValue(batch) ?? baseConfig.BatchSize,
+                Resolution = parse.GetValue(resolution) ?? baseConfig.Resolution,
+                Seed = parse.GetValue(seed) ?? baseConfig.Seed,
+                CheckpointEvery = parse.GetValue(checkpointEvery) ?? baseConfig.CheckpointEvery,
+            };
+            var request = new TrainTaskRequest
+            {
+                Task = parse.GetValue(task),
+                ImagesDir = parse.GetValue(images)!.FullName,
+                RunDir = parse.GetValue(run)!.FullName,
+                ModelPath = parse.GetValue(model)?.FullName,
+                Config = merged.Validated("command line", asOptions: true),
+                Resume = parse.GetValue(resume),
+                Overwrite = parse.GetValue(overwrite),
+                SampleEvery = parse.GetValue(sampleEvery),
+                Device = TorchEnvironment.DefaultDevice(),
+            };
+            var bar = new ProgressBar($"task {request.Task}", merged.Steps, stderr);
+            var result = ContinualTraining.TrainTask(request,
+                step =>
+                {
+                    bar.Report(step.Step, $"loss {step.Loss:F4}");
+                    Log.Debug("Step {Step}/{Total} loss {Loss:F5} mse {Mse:F5} penalty {Penalty:E3} {Seconds:F3} s",
+                        step.Step, step.TotalSteps, step.Loss, step.Mse, step.Penalty, step.StepSeconds);
+                },
+                w => Log.Warning("{Warning}", w), cancel());
+            var e = result.Entry;
+            Log.Information("Task {Task} done: {Token} from {Images} image(s), final loss {Loss:F5}, {Seconds:F0} s ({StepSeconds:F3} s/step)",
+                e.Task, e.Token, e.ImageCount, e.FinalLoss, e.WallTimeSeconds, result.MeanStepSeconds);
+            stdout.WriteLine($"task {e.Task}: learned {e.Token} -> {result.AdapterPath}");
+            stdout.WriteLine($"try: cdiff sample --run {request.RunDir} --prompt \"a photo of {e.Token}\"");
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+}

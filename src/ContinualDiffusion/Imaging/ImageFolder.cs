@@ -1,0 +1,105 @@
+using System.Security.Cryptography;
+using System.Text;
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.PixelFormats;
+using SixLabors.ImageSharp.Processing;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ContinualDiffusion.Imaging;
+
+/// A concept's training images, ready for the VAE: (N, 3, R, R) in [-1, 1].
+public sealed record ConceptImages(Tensor Pixels, IReadOnlyList<string> Files, IReadOnlyList<string> Skipped, string SetHash) : IDisposable
+{
+    public int Count => Files.Count;
+    public void Dispose() => Pixels.Dispose();
+}
+
+/// Loads a folder of images the way a user drops them there: PNG, JPEG, WebP or BMP (detected by content),
+/// EXIF orientation applied, converted to RGB (transparency composited on white), centre-cropped to a square
+/// and resized to the training resolution. Files that are not images, or are corrupt, are skipped with a
+/// warning naming each; images over a pixel limit are refused before their pixels are decoded.
+public static class ImageFolder
+{
+    public const long DefaultMaxPixels = 40_000_000;
+
+    public static ConceptImages Load(string folder, int resolution, long maxPixels = DefaultMaxPixels, Action<string>? warn = null)
+    {
+        var root = Path.GetFullPath(folder);
+        if (!Directory.Exists(root)) throw new InputException($"--images {root}: folder not found");
+        var files = Directory.EnumerateFiles(root).Where(f => !Path.GetFileName(f).StartsWith('.')).Order(StringComparer.Ordinal).ToList();
+        if (files.Count == 0) throw new InputException($"--images {root}: the folder is empty (expected PNG, JPEG, WebP or BMP images)");
+
+        var tensors = new List<Tensor>();
+        var used = new List<string>();
+        var skipped = new List<string>();
+        try
+        {
+            foreach (var file in files)
+            {
+                var t = TryLoadOne(file, resolution, maxPixels, out var problem);
+                if (t is null)
+                {
+                    skipped.Add(file);
+                    warn?.Invoke($"{file}: skipped ({problem})");
+                    continue;
+                }
+                tensors.Add(t);
+                used.Add(file);
+            }
+            if (tensors.Count == 0)
+                throw new InputException($"--images {root}: none of the {files.Count} file(s) is a usable image (expected PNG, JPEG, WebP or BMP)");
+            var pixels = torch.stack(tensors);
+            return new ConceptImages(pixels, used, skipped, SetHash(root, used));
+        }
+        finally
+        {
+            foreach (var t in tensors) t.Dispose();
+        }
+    }
+
+    private static Tensor? TryLoadOne(string file, int resolution, long maxPixels, out string problem)
+    {
+        try
+        {
+            var info = Image.Identify(file);
+            if (info is null) { problem = "not a PNG, JPEG, WebP or BMP image"; return null; }
+            long pixels = (long)info.Width * info.Height;
+            if (pixels > maxPixels)
+                throw new InputException($"{file}: {info.Width}x{info.Height} is {pixels:N0} pixels, over the limit of {maxPixels:N0} (a decompression bomb or a photo far larger than training needs)");
+            using var image = Image.Load<Rgba32>(file);
+            image.Mutate(x => x.AutoOrient());
+            int side = Math.Min(image.Width, image.Height);
+            image.Mutate(x => x
+                .Crop(new Rectangle((image.Width - side) / 2, (image.Height - side) / 2, side, side))
+                .Resize(resolution, resolution, KnownResamplers.Lanczos3)
+                .BackgroundColor(Color.White));
+            using var rgb = image.CloneAs<Rgb24>();
+            var bytes = new byte[resolution * resolution * 3];
+            rgb.CopyPixelDataTo(bytes);
+            problem = "";
+            using var hwc = torch.tensor(bytes, [resolution, resolution, 3]);
+            using var scaled = hwc.to_type(ScalarType.Float32) / 127.5f - 1f;
+            return scaled.permute(2, 0, 1).contiguous();
+        }
+        catch (UnknownImageFormatException) { problem = "not a PNG, JPEG, WebP or BMP image"; return null; }
+        catch (InvalidImageContentException e) { problem = $"corrupt image: {e.Message}"; return null; }
+        catch (NotSupportedException e) { problem = $"unsupported image: {e.Message}"; return null; }
+    }
+
+    /// SHA-256 over the used files' names and bytes, in order: identifies the image set in the manifest
+    /// without keeping any image.
+    public static string SetHash(string root, IEnumerable<string> files)
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var f in files)
+        {
+            sha.AppendData(Encoding.UTF8.GetBytes(Path.GetRelativePath(root, f) + "\n"));
+            using var s = File.OpenRead(f);
+            var buf = new byte[1 << 16];
+            int n;
+            while ((n = s.Read(buf)) > 0) sha.AppendData(buf, 0, n);
+        }
+        return Convert.ToHexStringLower(sha.GetHashAndReset());
+    }
+}

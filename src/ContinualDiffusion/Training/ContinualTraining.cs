@@ -1,0 +1,198 @@
+using System.Diagnostics;
+using System.Text.Json;
+using ContinualDiffusion.Checkpoints;
+using ContinualDiffusion.Imaging;
+using ContinualDiffusion.Lora;
+using ContinualDiffusion.Models;
+using ContinualDiffusion.Runs;
+using ContinualDiffusion.Sampling;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ContinualDiffusion.Training;
+
+/// What `cdiff train` asks for.
+public sealed record TrainTaskRequest
+{
+    public required int Task { get; init; }
+    public required string ImagesDir { get; init; }
+    public required string RunDir { get; init; }
+    /// Required at task 1; later tasks use the run's base model (a given path must hash the same).
+    public string? ModelPath { get; init; }
+    public required TrainingConfig Config { get; init; }
+    public bool Resume { get; init; }
+    public bool Overwrite { get; init; }
+    /// Write a validation sample every N steps into the run's samples/ folder (0 = never).
+    public int SampleEvery { get; init; }
+    public Device? Device { get; init; }
+}
+
+public sealed record TrainTaskResult(TaskEntry Entry, string AdapterPath, double MeanStepSeconds);
+
+/// One continual-customization task, from files to files: validates the request against the run, loads the
+/// base model with the earlier tasks' tokens and summed deltas, trains (TaskTrainer), and commits the adapter
+/// and the manifest entry — atomically, and only after the last step ended with a finite loss. An error,
+/// a NaN, Ctrl-C or a kill leave the run's committed state exactly as it was.
+public static class ContinualTraining
+{
+    private const string CheckpointFile = "state.safetensors";
+
+    public static TrainTaskResult TrainTask(TrainTaskRequest r, Action<TrainStepReport>? progress = null,
+        Action<string>? warn = null, CancellationToken cancel = default)
+    {
+        var config = r.Config.Validated("training options");
+        var run = new RunDirectory(r.RunDir);
+        using var runLock = RunLock.Acquire(run.Root, warn);
+        var manifest = run.TryReadManifest();
+        var (folder, baseHash) = ResolveBaseModel(r, manifest);
+        CheckTaskNumber(r, manifest, config);
+
+        int resolution = config.Resolution ?? NativeResolution(folder);
+        using var images = ImageFolder.Load(r.ImagesDir, resolution, config.MaxImagePixels, warn);
+        var clock = Stopwatch.StartNew();
+        using var model = StableDiffusion.Load(folder, r.Device);
+
+        // Earlier tasks: their tokens (frozen) and Σ A·B as each layer's frozen past delta.
+        var pastAdapters = manifest is null ? [] : RunModel.LoadAdapters(run, manifest, model, r.Task - 1);
+        Dictionary<string, Tensor> past;
+        try
+        {
+            foreach (var a in pastAdapters) model.AddConcept(a.Metadata.Token, a.TokenEmbedding);
+            past = DeltaMerger.SumDeltas(RunModel.BaseWeights(model), pastAdapters);
+        }
+        finally { foreach (var a in pastAdapters) a.Dispose(); }
+
+        var token = Text.ConceptTokens.Name(r.Task);
+        long tokenId = model.Tokenizer.AddConceptToken(token);
+        using (var g = new Generator(unchecked((ulong)(config.Seed * 31 + r.Task))))
+            model.TextEncoder.ResizeTokenEmbeddings((int)tokenId + 1, g); // random init, not a word's embedding
+
+        using var latents = ConceptLatents.Encode(model.Vae, images.Pixels.to(model.Device), config.HorizontalFlip);
+        using var trainer = new TaskTrainer(model, latents, token, tokenId, past, config, r.Task);
+        foreach (var t in past.Values) t.Dispose();
+
+        var checkpointPath = Path.Combine(run.CheckpointDir(r.Task), CheckpointFile);
+        var checkpointIdentity = CheckpointIdentity(r.Task, baseHash, images.SetHash, config);
+        ResumeIfAsked(r, trainer, checkpointPath, checkpointIdentity, warn);
+
+        var stepTimes = new List<double>();
+        double finalLoss = trainer.Run(report =>
+        {
+            stepTimes.Add(report.StepSeconds);
+            progress?.Invoke(report);
+            if (config.CheckpointEvery > 0 && report.Step % config.CheckpointEvery == 0 && report.Step < config.Steps)
+                SafeTensorsFile.Save(checkpointPath, trainer.CheckpointTensors(), new Dictionary<string, string> { ["identity"] = checkpointIdentity });
+            if (r.SampleEvery > 0 && report.Step % r.SampleEvery == 0)
+                WriteValidationSample(model, trainer, token, run.SamplesDir(r.Task), report.Step, config.Seed);
+        }, cancel);
+
+        var entry = Commit(run, manifest, r, config, trainer, token, tokenId, baseHash, folder, images, finalLoss, clock.Elapsed.TotalSeconds);
+        TryDeleteDirectory(run.CheckpointDir(r.Task));
+        return new TrainTaskResult(entry, Path.Combine(run.Root, entry.AdapterFile), stepTimes.Count == 0 ? 0 : stepTimes.Average());
+    }
+
+    /// The image side the model was trained at (diffusers' default sampling size): sample_size × VAE factor.
+    public static int NativeResolution(DiffusersFolder folder) =>
+        UNetConfig.Load(folder.UnetConfigPath).SampleSize * VaeConfig.Load(folder.VaeConfigPath).VaeScaleFactor;
+
+    private static (DiffusersFolder Folder, string Hash) ResolveBaseModel(TrainTaskRequest r, RunManifest? manifest)
+    {
+        if (manifest is null)
+        {
+            if (r.ModelPath is null) throw new InputException("--model is required for the first task of a run (a diffusers-format Stable Diffusion folder)");
+            var folder = DiffusersFolder.Open(r.ModelPath);
+            return (folder, folder.ComputeIdentityHash());
+        }
+        return (RunModel.BaseFolder(manifest, r.ModelPath), manifest.BaseModel.Hash);
+    }
+
+    private static void CheckTaskNumber(TrainTaskRequest r, RunManifest? manifest, TrainingConfig config)
+    {
+        int last = manifest?.LastTask ?? 0;
+        if (r.Task < 1) throw new InputException($"--task {r.Task}: task numbers start at 1");
+        if (r.Task > last + 1)
+            throw new InputException(last == 0
+                ? $"--task {r.Task}: this run has no tasks yet; tasks are sequential, start with --task 1"
+                : $"--task {r.Task}: tasks are sequential and this run has tasks 1..{last}; train task {last + 1} next");
+        if (r.Task <= last)
+        {
+            if (r.Task < last)
+                throw new InputException($"--task {r.Task}: only the last task ({last}) can be retrained; later tasks were trained against task {r.Task}'s adapter");
+            if (!r.Overwrite)
+                throw new InputException($"--task {r.Task}: this task is already trained; pass --overwrite to retrain it");
+        }
+        if (manifest is not null && manifest.Method != config.Method)
+            throw new InputException($"--method {config.Method}: this run uses '{manifest.Method}'; start a new --run to compare methods");
+    }
+
+    private static string CheckpointIdentity(int task, string baseHash, string imageSetHash, TrainingConfig config) =>
+        JsonSerializer.Serialize(new { task, baseHash, imageSetHash, config = Configuration.JsonConfig.Serialize(config) });
+
+    private static void ResumeIfAsked(TrainTaskRequest r, TaskTrainer trainer, string checkpointPath, string identity, Action<string>? warn)
+    {
+        bool exists = File.Exists(checkpointPath);
+        if (!r.Resume)
+        {
+            if (exists) warn?.Invoke($"{checkpointPath}: an interrupted run of task {r.Task} exists; starting over (pass --resume to continue it)");
+            return;
+        }
+        if (!exists) throw new InputException($"--resume: task {r.Task} has no checkpoint to resume ({checkpointPath} not found)");
+        using var f = SafeTensorsFile.Open(checkpointPath);
+        if (!f.Metadata.TryGetValue("identity", out var saved) || saved != identity)
+            throw new InputException($"--resume: {checkpointPath} was made with other images, base model or options; rerun with the same ones, or without --resume to start over");
+        var tensors = f.ReadAll();
+        try { trainer.RestoreCheckpoint(tensors, checkpointPath); }
+        finally { foreach (var t in tensors.Values) t.Dispose(); }
+    }
+
+    /// The commit point: adapter file (new name, so an --overwrite never touches the old file before the
+    /// manifest points elsewhere), then the manifest; the replaced adapter is deleted last.
+    private static TaskEntry Commit(RunDirectory run, RunManifest? manifest, TrainTaskRequest r, TrainingConfig config, TaskTrainer trainer,
+        string token, long tokenId, string baseHash, DiffusersFolder folder, ConceptImages images, double finalLoss, double seconds)
+    {
+        if (!double.IsFinite(finalLoss)) throw new TrainingDivergedException($"task {r.Task}: final loss {finalLoss}; nothing was written");
+        AdapterMethods.TryParse(config.Method, out var method);
+        var adapterPath = Path.Combine(run.AdaptersDir, $"task-{r.Task:D3}-{DateTime.UtcNow:yyyyMMddHHmmssfff}.safetensors");
+        using (var adapter = trainer.ToAdapterSet(new AdapterMetadata(r.Task, token, config.Rank, method, baseHash)))
+            AdapterFile.Save(adapterPath, adapter);
+
+        var entry = new TaskEntry
+        {
+            Task = r.Task, Token = token, TokenId = tokenId,
+            AdapterFile = Path.GetRelativePath(run.Root, adapterPath),
+            AdapterSha256 = RunDirectory.Sha256File(adapterPath),
+            AdapterBytes = new FileInfo(adapterPath).Length,
+            ImageSetHash = images.SetHash, ImageCount = images.Count,
+            Method = config.Method, Rank = config.Rank, Lambda = config.EffectiveLambda, Steps = config.Steps,
+            LearningRate = config.LearningRate, Seed = config.Seed, FinalLoss = finalLoss, WallTimeSeconds = seconds,
+            FinishedUtc = DateTimeOffset.UtcNow,
+        };
+        var updated = manifest is null
+            ? new RunManifest { BaseModel = new BaseModelInfo(folder.Root, baseHash), Method = config.Method }
+            : manifest with { Tasks = [.. manifest.Tasks.Where(t => t.Task != r.Task)] };
+        var replaced = manifest?.Tasks.FirstOrDefault(t => t.Task == r.Task);
+        updated.Tasks.Add(entry);
+        run.WriteManifest(updated);
+        if (replaced is not null && replaced.AdapterFile != entry.AdapterFile)
+            TryDelete(Path.Combine(run.Root, replaced.AdapterFile));
+        return entry;
+    }
+
+    private static void WriteValidationSample(StableDiffusion model, TaskTrainer trainer, string token, string dir, int step, long seed)
+    {
+        model.TextEncoder.SetTokenEmbedding(trainer.TokenId, trainer.TokenEmbedding.detach());
+        using var scope = torch.NewDisposeScope();
+        var image = new TextToImagePipeline(model).Generate(new SampleRequest { Prompt = $"a photo of {token}", Steps = 20, Seed = seed });
+        PngFile.Save(image[0], Path.Combine(dir, $"step-{step:D5}.png"), new Dictionary<string, string> { ["prompt"] = $"a photo of {token}", ["step"] = step.ToString() });
+    }
+
+    private static void TryDelete(string path)
+    {
+        try { File.Delete(path); } catch (IOException) { }
+    }
+
+    private static void TryDeleteDirectory(string path)
+    {
+        try { if (Directory.Exists(path)) Directory.Delete(path, recursive: true); } catch (IOException) { }
+    }
+}
