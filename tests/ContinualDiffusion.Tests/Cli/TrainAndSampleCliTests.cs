@@ -1,0 +1,84 @@
+using ContinualDiffusion.Imaging;
+using ContinualDiffusion.Tests.Support;
+using SixLabors.ImageSharp.PixelFormats;
+
+namespace ContinualDiffusion.Tests.Cli;
+
+public class TrainAndSampleCliTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("cdiff-cli-").FullName;
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public void Train_two_concepts_then_sample_each_and_check_status()
+    {
+        var run = Path.Combine(_dir, "run");
+        var p1 = TestImages.WriteFolder(Path.Combine(_dir, "p1"), 3, new Rgb24(200, 40, 40));
+        var p2 = TestImages.WriteFolder(Path.Combine(_dir, "p2"), 3, new Rgb24(40, 40, 200));
+        string[] common = ["--run", run, "--steps", "3", "--rank", "2", "--checkpoint-every", "0"];
+
+        var t1 = CliRunner.Run(["train", "--task", "1", "--images", p1, "--model", Fixture.SdTiny, .. common]);
+        Assert.True(t1.ExitCode == 0, t1.Stderr);
+        Assert.Contains("learned <v1>", t1.Stdout);
+        var t2 = CliRunner.Run(["train", "--task", "2", "--images", p2, .. common]);
+        Assert.True(t2.ExitCode == 0, t2.Stderr);
+
+        foreach (var token in new[] { "<v1>", "<v2>" })
+        {
+            var outDir = Path.Combine(_dir, "out" + token.Trim('<', '>'));
+            var s = CliRunner.Run("sample", "--run", run, "--prompt", $"a photo of {token}", "--steps", "3", "--seed", "5", "--out", outDir);
+            Assert.True(s.ExitCode == 0, s.Stderr);
+            var png = s.Stdout.Trim().Split('\n').Single();
+            var (image, text) = PngFile.Load(png);
+            Assert.Equal(new long[] { 32, 32, 3 }, image.shape);
+            Assert.Equal($"a photo of {token}", text["prompt"]);
+            Assert.Equal("5", text["seed"]);
+            Assert.Equal("ddim", text["scheduler"]);
+        }
+
+        var status = CliRunner.Run("status", "--run", run);
+        Assert.Equal(0, status.ExitCode);
+        Assert.Contains("<v2>", status.Stdout);
+        Assert.Contains("integrity    ok", status.Stdout);
+
+        // Tampering is found.
+        var adapter = Directory.GetFiles(Path.Combine(run, "adapters")).First();
+        var bytes = File.ReadAllBytes(adapter);
+        bytes[^1] ^= 0xff;
+        File.WriteAllBytes(adapter, bytes);
+        var bad = CliRunner.Run("status", "--run", run);
+        Assert.Equal(2, bad.ExitCode);
+        Assert.Contains("FAILED", bad.Stdout);
+    }
+
+    [Theory]
+    [InlineData("train --task 1 --images /no/such/dir --model MODEL --run RUN", "folder not found")]
+    [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --rank 0", "--rank must be > 0")]
+    [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --lambda -1", "--lambda must be >= 0")]
+    [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --steps 0", "--steps must be > 0")]
+    [InlineData("train --task 2 --images IMAGES --model MODEL --run RUN", "start with --task 1")]
+    [InlineData("train --task 1 --images IMAGES --run RUN", "--model is required")]
+    [InlineData("sample --model MODEL --prompt x --scheduler heun", "heun")]
+    [InlineData("sample --model MODEL --prompt x --width 33", "multiples of 8")]
+    [InlineData("sample --model /no/such/model --prompt x", "model folder not found")]
+    [InlineData("sample --model MODEL --prompt <v4>", "unknown concept token")]
+    [InlineData("sample --prompt x", "--model or --run is required")]
+    [InlineData("status --run RUN", "not a cdiff run directory")]
+    public void Bad_input_is_one_line_on_stderr_with_exit_code_2(string commandLine, string expected)
+    {
+        var images = TestImages.WriteFolder(Path.Combine(_dir, "imgs"), 2, new Rgb24(10, 200, 10));
+        var args = commandLine.Split(' ').Select(a => a switch
+        {
+            "MODEL" => Fixture.SdTiny,
+            "IMAGES" => images,
+            "RUN" => Path.Combine(_dir, "run"),
+            _ => a,
+        }).ToArray();
+        var r = CliRunner.Run(args);
+        Assert.Equal(2, r.ExitCode);
+        var errorLines = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.StartsWith("cdiff:")).ToList();
+        Assert.Single(errorLines);
+        Assert.Contains(expected, errorLines[0]);
+        Assert.False(File.Exists(Path.Combine(_dir, "run", "manifest.json")));
+    }
+}

@@ -1,0 +1,85 @@
+using ContinualDiffusion.Checkpoints;
+using ContinualDiffusion.Lora;
+using ContinualDiffusion.Models;
+using ContinualDiffusion.Tests.Support;
+using ContinualDiffusion.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ContinualDiffusion.Tests.Training;
+
+/// C-LoRA inside the real (tiny) UNet and text encoder.
+public class CLoraUNetTests
+{
+    private static StableDiffusion Load() => StableDiffusion.Load(DiffusersFolder.Open(Fixture.SdTiny));
+
+    private static Tensor UnetOut(StableDiffusion m)
+    {
+        using var noGrad = torch.no_grad();
+        return m.Unet.forward(Fixture.Ref("unet.sample"), Fixture.Ref("unet.timesteps"), Fixture.Ref("unet.encoder_hidden_states"));
+    }
+
+    [Fact]
+    public void A_fresh_adapter_leaves_the_UNet_output_unchanged()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var m = Load();
+        var before = UnetOut(m);
+        var layers = LoraInjector.Inject(m.CrossAttentionKeyValueTargets(), 4);
+        Assert.Equal(22, layers.Count); // 11 attn2 blocks × (to_k, to_v)
+        Assert.True(UnetOut(m).equal(before).all().item<bool>());
+        Fixture.AssertClose(before, Fixture.Ref("unet.out"), what: "base UNet");
+    }
+
+    [Fact]
+    public void One_step_changes_only_the_current_factors_and_the_new_token()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var m = Load();
+        long id = m.Tokenizer.AddConceptToken("<v1>");
+        m.TextEncoder.ResizeTokenEmbeddings((int)id + 1);
+        var frozen = StateDictLoader.Targets(m.Unet).Concat(StateDictLoader.Targets(m.TextEncoder)).Concat(StateDictLoader.Targets(m.Vae))
+            .ToDictionary(kv => kv.Key + kv.Value.GetHashCode(), kv => (kv.Value, kv.Value.clone()));
+        var images = torch.rand(2, 3, 32, 32) * 2 - 1;
+        using var latents = ConceptLatents.Encode(m.Vae, images, withFlips: false);
+        var config = new TrainingConfig { Steps = 1, Rank = 2, Seed = 1, LearningRate = 1e-2 };
+        var zeros = RunModelWeights(m).ToDictionary(kv => kv.Key, kv => torch.zeros_like(kv.Value));
+        using var trainer = new TaskTrainer(m, latents, "<v1>", id, zeros, config, task: 1);
+        var tokenBefore = trainer.TokenEmbedding.clone();
+        var aBefore = trainer.Layers.Select(l => l.LoraA.clone()).ToList();
+        trainer.TrainStep();
+
+        foreach (var (_, (t, copy)) in frozen) Assert.True(t.equal(copy).all().item<bool>());
+        Assert.False(trainer.TokenEmbedding.equal(tokenBefore).all().item<bool>());
+        Assert.Contains(trainer.Layers.Select((l, i) => !l.LoraA.equal(aBefore[i]).all().item<bool>()), changed => changed);
+    }
+
+    private static Dictionary<string, Tensor> RunModelWeights(StableDiffusion m) => LoraInjector.BaseWeights(m.CrossAttentionKeyValueTargets());
+
+    [Fact]
+    public void After_two_tasks_merged_weights_equal_the_low_rank_paths_evaluated_on_the_fly()
+    {
+        using var scope = torch.NewDisposeScope();
+        torch.manual_seed(3);
+        // On the fly: task-1 delta as the frozen past, task-2 factors live in the layers.
+        using var live = Load();
+        var weights = RunModelWeights(live);
+        var past = weights.ToDictionary(kv => kv.Key, kv => torch.randn(kv.Value.shape) * 0.01f);
+        var layers = LoraInjector.Inject(live.CrossAttentionKeyValueTargets(), 2, past);
+        using (torch.no_grad())
+            foreach (var l in layers) l.LoraA.copy_(torch.randn(l.LoraA.shape) * 0.1f);
+        var onTheFly = UnetOut(live);
+
+        // Merged: the same deltas added into plain weights, as sampling does.
+        using var merged = Load();
+        using (torch.no_grad())
+            foreach (var (name, w) in RunModelWeights(merged))
+            {
+                var layer = layers.Single(l => l.LayerName == name);
+                w.add_(past[name] + layer.CurrentDelta().detach());
+            }
+        var mergedOut = UnetOut(merged);
+        Fixture.AssertClose(mergedOut, onTheFly, 1e-5, "merged vs on-the-fly");
+        Assert.True((mergedOut - UnetOut(Load())).abs().max().item<float>() > 1e-4f, "the deltas do change the output");
+    }
+}
