@@ -8,6 +8,8 @@ using static TorchSharp.torch;
 // calls it: one batch of 2 (unconditional + conditional) per step. Prints per-forward times and peak RSS.
 //
 //   bench-unet [--config unet.json] [--size 64] [--batch 2] [--runs 3] [--threads N] [--context 77]
+if (args.Length > 0 && args[0] == "train") return ContinualDiffusion.Benchmarks.TrainBenchmark.Run(args[1..]);
+ContinualDiffusion.Runtime.TorchSetup.Initialize();
 var options = ParseArgs(args);
 string configPath = options.GetValueOrDefault("config") ?? throw new ArgumentException("--config <unet/config.json> is required");
 int size = Int(options, "size", 64), batch = Int(options, "batch", 2), runs = Int(options, "runs", 3), tokens = Int(options, "context", 77);

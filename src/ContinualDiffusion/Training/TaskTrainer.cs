@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using ContinualDiffusion.Lora;
 using ContinualDiffusion.Models;
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Schedulers;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -44,6 +45,7 @@ public sealed class TaskTrainer : IDisposable
         _model = model; _latents = latents; _config = config; _task = task; TokenId = tokenId;
         _schedule = new NoiseSchedule(model.SchedulerConfig);
         model.Freeze();
+        TorchSetup.UseTrainingSafeKernels();
         using var init = new Generator(unchecked((ulong)Mix(config.Seed, task, -1)));
         _layers = LoraInjector.Inject(model.CrossAttentionKeyValueTargets(), config.Rank, pastDeltas, init);
         _token = new TorchSharp.Modules.Parameter(model.TextEncoder.GetTokenEmbedding(tokenId).to(model.Device).unsqueeze(0), requires_grad: true);
@@ -102,7 +104,7 @@ public sealed class TaskTrainer : IDisposable
 
         double lossValue = loss.item<float>();
         if (!double.IsFinite(lossValue))
-            throw new TrainingDivergedException($"task {_task}: the loss became {lossValue} at step {step} (try a lower --lr or --lambda); nothing was written");
+            throw new TrainingDivergedException($"task {_task}: the loss became {lossValue} at step {step} (try a lower --lr or --lambda); nothing was written{NonFiniteReport(pred, text.LastHiddenState)}");
 
         _optimizer.ZeroGrad();
         loss.backward();
@@ -110,6 +112,19 @@ public sealed class TaskTrainer : IDisposable
         _optimizer.Step();
         Step = step;
         return new TrainStepReport(step, _config.Steps, lossValue, mse.item<float>(), penalty.item<float>(), clock.Elapsed.TotalSeconds);
+    }
+
+    /// Where the non-finite values are, to tell a diverged update from a bad input.
+    private string NonFiniteReport(Tensor pred, Tensor context)
+    {
+        static bool Bad(Tensor x) => !x.isfinite().all().item<bool>();
+        var bad = _layers.Where(l => Bad(l.LoraA) || Bad(l.LoraB)).Select(l => l.LayerName).ToList();
+        var parts = new List<string>();
+        if (bad.Count > 0) parts.Add($"{bad.Count} adapter layer(s) non-finite, first {bad[0]}");
+        if (Bad(_token)) parts.Add("token embedding non-finite");
+        if (Bad(context)) parts.Add("text states non-finite");
+        if (Bad(pred)) parts.Add("UNet output non-finite");
+        return parts.Count == 0 ? "" : $" ({string.Join("; ", parts)})";
     }
 
     /// Everything `--resume` needs: current factors, token row, optimizer moments, step.

@@ -54,6 +54,26 @@ public class CLoraUNetTests
         Assert.Contains(trainer.Layers.Select((l, i) => !l.LoraA.equal(aBefore[i]).all().item<bool>()), changed => changed);
     }
 
+    /// Regression: with oneDNN on, a batch ≥ 2 backward through the UNet gave all-NaN gradients in about one
+    /// fresh process in three (TorchSetup.UseTrainingSafeKernels). The trainer must switch it off, and a few
+    /// batch-4 steps must stay finite.
+    [Fact]
+    public void Training_with_batch_four_switches_oneDNN_off_and_stays_finite()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var m = Load();
+        long id = m.Tokenizer.AddConceptToken("<v1>");
+        m.TextEncoder.ResizeTokenEmbeddings((int)id + 1);
+        using var latents = ConceptLatents.Encode(m.Vae, torch.rand(4, 3, 32, 32) * 2 - 1, withFlips: false);
+        var config = new TrainingConfig { Steps = 3, Rank = 2, Seed = 3, BatchSize = 4 };
+        var zeros = RunModelWeights(m).ToDictionary(kv => kv.Key, kv => torch.zeros_like(kv.Value));
+        using var trainer = new TaskTrainer(m, latents, "<v1>", id, zeros, config, task: 1);
+        Assert.False(ContinualDiffusion.Runtime.TorchSetup.MkldnnEnabled());
+        double loss = trainer.Run();
+        Assert.True(double.IsFinite(loss));
+        Assert.All(trainer.Layers, l => Assert.True(l.LoraA.isfinite().all().item<bool>() && l.LoraB.isfinite().all().item<bool>(), l.LayerName));
+    }
+
     private static Dictionary<string, Tensor> RunModelWeights(StableDiffusion m) => LoraInjector.BaseWeights(m.CrossAttentionKeyValueTargets());
 
     [Fact]

@@ -1,0 +1,109 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using ContinualDiffusion.Lora;
+using ContinualDiffusion.Models;
+using ContinualDiffusion.Schedulers;
+using ContinualDiffusion.Text;
+using ContinualDiffusion.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ContinualDiffusion.Benchmarks;
+
+/// Times C-LoRA training steps (TaskTrainer, the code behind `cdiff train`) on an architecture from
+/// configs/models/*.json with random weights: at task 1 (no past) and at task 5 (past deltas present), side by
+/// side in one process, plus peak RSS and the adapter file size at the given ranks.
+///
+///   bench train --model-config configs/models/sd15.json --tokenizer DIR [--resolution 512] [--batch 1] [--steps 3] [--ranks 4,16]
+internal static class TrainBenchmark
+{
+    public static int Run(string[] args)
+    {
+        var o = new Dictionary<string, string>();
+        for (int i = 0; i + 1 < args.Length; i += 2) o[args[i].TrimStart('-')] = args[i + 1];
+        string arch = o.GetValueOrDefault("model-config", ""), tokenizerDir = o.GetValueOrDefault("tokenizer", "");
+        int steps = int.Parse(o.GetValueOrDefault("steps", "3"), CultureInfo.InvariantCulture);
+        int batch = int.Parse(o.GetValueOrDefault("batch", "1"), CultureInfo.InvariantCulture);
+        var ranks = o.GetValueOrDefault("ranks", "4,16").Split(',').Select(int.Parse).ToArray();
+        Runtime.TorchSetup.Initialize();
+
+        var model = o.TryGetValue("model", out var modelDir)
+            ? StableDiffusion.Load(Checkpoints.DiffusersFolder.Open(modelDir))
+            : Build(arch, tokenizerDir);
+        if (o.ContainsKey("model")) arch = modelDir!;
+        int resolution = int.Parse(o.GetValueOrDefault("resolution", (model.Unet.Config.SampleSize * model.VaeScaleFactor).ToString()), CultureInfo.InvariantCulture);
+        Console.WriteLine($"{arch}: UNet {model.Unet.parameters().Sum(p => p.numel()):N0} params, {model.Unet.CrossAttentions().Count} cross-attentions; {resolution}x{resolution}, batch {batch}, RSS {Rss("VmRSS")}");
+
+        var images = torch.rand(Math.Max(batch, 2), 3, resolution, resolution) * 2 - 1;
+        using var latents = ConceptLatents.Encode(model.Vae, images, withFlips: false, batchSize: 1);
+        var weights = LoraInjector.BaseWeights(model.CrossAttentionKeyValueTargets());
+
+        foreach (int rank in ranks)
+        {
+            var config = new TrainingConfig { Steps = steps, Rank = rank, BatchSize = batch, Seed = 0 };
+            foreach (int task in new[] { 1, 5 })
+            {
+                // Past deltas of tasks 1..task-1: dense and non-zero from task 2 on, as in a real run.
+                var past = weights.ToDictionary(kv => kv.Key, kv => task == 1 ? torch.zeros_like(kv.Value) : torch.randn(kv.Value.shape) * 1e-3f);
+                long id = model.Tokenizer.TryGetConceptTokenId($"<v{task}>", out var known) ? known : model.Tokenizer.AddConceptToken($"<v{task}>");
+                if (model.TextEncoder.VocabSize <= id) model.TextEncoder.ResizeTokenEmbeddings((int)id + 1);
+                var trainer = new TaskTrainer(model, latents, $"<v{task}>", id, past, config, task);
+                var times = new List<double>();
+                for (int s = 0; s < steps; s++) times.Add(trainer.TrainStep().StepSeconds);
+                var steady = times.Skip(1).DefaultIfEmpty(times[0]).ToList();
+                Console.WriteLine($"rank {rank,2} task {task}: step {steady.Average():F3} s (min {steady.Min():F3}, first {times[0]:F3}), peak RSS {Rss("VmHWM")}");
+                if (task == 5)
+                {
+                    var path = Path.Combine(Path.GetTempPath(), $"bench-adapter-{Guid.NewGuid():N}.safetensors");
+                    using (var a = trainer.ToAdapterSet(new AdapterMetadata(task, $"<v{task}>", rank, AdapterMethod.CLora, "bench")))
+                        AdapterFile.Save(path, a);
+                    Console.WriteLine($"rank {rank,2}: adapter file {new FileInfo(path).Length:N0} bytes");
+                    File.Delete(path);
+                }
+                trainer.Dispose();
+                Restore(model, weights); // un-inject: the next configuration starts from plain Linears
+                foreach (var t in past.Values) t.Dispose();
+            }
+        }
+        return 0;
+    }
+
+    /// Puts the original Linear back into every adapted projection.
+    private static void Restore(StableDiffusion model, Dictionary<string, Tensor> _)
+    {
+        foreach (var (prefix, attention) in model.Unet.CrossAttentions())
+            foreach (var name in new[] { "to_k", "to_v" })
+            {
+                var current = name == "to_k" ? attention.ToK : attention.ToV;
+                if (current is ContinualLoraLinear l) attention.ReplaceProjection(name, l.Base);
+            }
+    }
+
+    private static StableDiffusion Build(string architecturePath, string tokenizerDir)
+    {
+        var root = JsonNode.Parse(File.ReadAllText(architecturePath))!.AsObject();
+        var dir = Directory.CreateTempSubdirectory("bench-arch-").FullName;
+        string Section(string name) { var p = Path.Combine(dir, name + ".json"); File.WriteAllText(p, root[name]!.ToJsonString()); return p; }
+        torch.manual_seed(0);
+        var model = new StableDiffusion
+        {
+            Tokenizer = ClipTokenizer.FromFolder(tokenizerDir),
+            TextEncoder = new ClipTextModel(ClipTextConfig.Load(Section("text_encoder"))),
+            Unet = new UNet2DConditionModel(UNetConfig.Load(Section("unet"))),
+            Vae = new AutoencoderKL(VaeConfig.Load(Section("vae"))),
+            SchedulerConfig = SchedulerConfig.Load(Section("scheduler")),
+            Device = torch.CPU,
+        };
+        Directory.Delete(dir, true);
+        return model;
+    }
+
+    private static string Rss(string field)
+    {
+        var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith(field + ":", StringComparison.Ordinal));
+        if (line is null) return "n/a";
+        long kb = long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
+        return $"{kb / 1024.0 / 1024.0:F2} GiB";
+    }
+}
