@@ -19,4 +19,14 @@ public static class ContinualMetrics
         return Enumerable.Range(0, last)
             .Average(i => Enumerable.Range(i, last - i).Max(t => r[t][i]) - r[last][i]);
     }
+
+    /// The forgetting analogue for a lower-is-better score such as MMD²: mean over concepts i < T of
+    /// (score after the last task − best, i.e. lowest, score before the last task). Positive means it got worse.
+    public static double Increase(double[][] m)
+    {
+        int last = m.Length - 1;
+        if (last == 0) return 0;
+        return Enumerable.Range(0, last)
+            .Average(i => m[last][i] - Enumerable.Range(i, last - i).Min(t => m[t][i]));
+    }
 }

@@ -1,0 +1,86 @@
+using System.Text;
+using ContinualDiffusion.Checkpoints;
+
+namespace ContinualDiffusion.Evaluation.Reporting;
+
+/// report.md: settings, one summary row per method, each method's mean R matrix, and links to the figures.
+/// Figure names are written as given, so pass paths relative to the report's folder.
+public static class MarkdownReport
+{
+    public static void Write(string path, BenchmarkResults results, IReadOnlyList<string> figureFileNames) =>
+        AtomicFile.WriteAllText(path, Render(results, figureFileNames));
+
+    public static string Render(BenchmarkResults results, IReadOnlyList<string> figureFileNames)
+    {
+        var summaries = ResultsAggregation.Summarize(results);
+        var md = new StringBuilder();
+        md.Append("# ").AppendLine(results.Title).AppendLine();
+        AppendSettings(md, results);
+        AppendSummaryTable(md, summaries);
+        AppendMeanRTables(md, summaries, results.ConceptNames);
+        AppendFigures(md, figureFileNames);
+        return md.ToString();
+    }
+
+    private static void AppendSettings(StringBuilder md, BenchmarkResults results)
+    {
+        md.AppendLine("## Settings").AppendLine();
+        md.AppendLine("| setting | value |").AppendLine("|---|---|");
+        for (int i = 0; i < results.ConceptNames.Count; i++) Row(md, $"task {i + 1}", results.ConceptNames[i]);
+        foreach (var (key, value) in results.Config) Row(md, key, value);
+        md.AppendLine();
+    }
+
+    private static void AppendSummaryTable(StringBuilder md, IReadOnlyList<MethodSummary> summaries)
+    {
+        md.AppendLine("## Results").AppendLine();
+        md.AppendLine("A: final average accuracy over all concepts after the last task. F: forgetting, the mean drop from a " +
+                      "concept's best accuracy to its final one. MMD²: distance of generated to real images in the classifier's " +
+                      "feature space (lower is better); its increase is the forgetting analogue. Base classes: mean accuracy of " +
+                      "the base model's class prompts before customization → after the last task. Mean ± sample std over seeds.")
+          .AppendLine();
+        md.AppendLine("| method | λ | seeds | A (mean ± std) | F (mean ± std) | final MMD² | MMD² increase | base classes before → after | train time |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var s in summaries)
+        {
+            string baseCell = s.BaseAccuracyBefore is { } b && s.BaseAccuracyAfter is { } a
+                ? $"{ReportFormat.Percent(b.Mean)} → {ReportFormat.Percent(a.Mean)}"
+                : "—";
+            Row(md, s.Method, ReportFormat.Lambda(s.Lambda), s.Seeds.Count.ToString(),
+                ReportFormat.Percent(s.FinalAverage), ReportFormat.Percent(s.Forgetting),
+                ReportFormat.Number(s.FinalMmd), ReportFormat.Number(s.MmdIncrease),
+                baseCell, ReportFormat.Duration(s.TrainSeconds.Mean));
+        }
+        md.AppendLine();
+    }
+
+    private static void AppendMeanRTables(StringBuilder md, IReadOnlyList<MethodSummary> summaries, IReadOnlyList<string> concepts)
+    {
+        md.AppendLine("## Accuracy matrices").AppendLine();
+        md.AppendLine("Row t: accuracy of each concept learned so far, after training task t (mean over seeds).").AppendLine();
+        foreach (var s in summaries)
+        {
+            md.AppendLine($"### {s.Method} (λ = {ReportFormat.Lambda(s.Lambda)}, {s.Seeds.Count} seed{(s.Seeds.Count == 1 ? "" : "s")})").AppendLine();
+            Row(md, ["after task", .. concepts]);
+            Row(md, ["---", .. concepts.Select(_ => "---:")]);
+            for (int t = 0; t < s.MeanR.Length; t++)
+                Row(md, [$"{t + 1}", .. concepts.Select((_, i) => i <= t ? ReportFormat.Percent(s.MeanR[t][i]) : "")]);
+            md.AppendLine();
+        }
+    }
+
+    private static void AppendFigures(StringBuilder md, IReadOnlyList<string> figureFileNames)
+    {
+        if (figureFileNames.Count == 0) return;
+        md.AppendLine("## Figures").AppendLine();
+        foreach (var f in figureFileNames)
+            md.AppendLine($"![{Path.GetFileNameWithoutExtension(f)}]({f.Replace(" ", "%20")})").AppendLine();
+    }
+
+    /// A table row; '|' inside a cell would split it, and concept names like "<v1>" would be read as HTML tags.
+    private static void Row(StringBuilder md, params string[] cells) =>
+        md.Append("| ").AppendJoin(" | ", cells.Select(Escape)).AppendLine(" |");
+
+    private static string Escape(string cell) =>
+        cell == "---" || cell == "---:" ? cell : cell.Replace("|", "\\|").Replace("<", "&lt;").Replace(">", "&gt;");
+}
