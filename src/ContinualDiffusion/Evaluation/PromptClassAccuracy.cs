@@ -1,0 +1,66 @@
+using ContinualDiffusion.Data;
+using ContinualDiffusion.Models;
+using ContinualDiffusion.Sampling;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ContinualDiffusion.Evaluation;
+
+/// How often the images generated for a class prompt are classified as that class.
+public sealed record ClassPromptScore(int Label, string Prompt, int Samples, int Correct, IReadOnlyDictionary<int, int> Predicted)
+{
+    public double Accuracy => Samples == 0 ? 0 : (double)Correct / Samples;
+}
+
+/// Checks that a text-to-image model draws what a class prompt asks for: samples each prompt and lets the
+/// Fashion-MNIST classifier say which class every image shows.
+public static class PromptClassAccuracy
+{
+    public sealed record Settings(int SamplesPerPrompt = 50, int Steps = 25, double Guidance = 4.0, long Seed = 1234, int Batch = 50, string Scheduler = "ddim");
+
+    /// `onImages` receives each class's images (N, H, W, 3) in [0, 1] (e.g. for a grid) before they are disposed.
+    public static IReadOnlyList<ClassPromptScore> Measure(StableDiffusion model, FashionClassifier classifier,
+        IReadOnlyList<(int Label, string Prompt)> prompts, Settings s, Action<int, Tensor>? onImages = null, CancellationToken cancel = default)
+    {
+        classifier.eval();
+        var scores = new List<ClassPromptScore>();
+        foreach (var (label, prompt) in prompts)
+        {
+            var predicted = new Dictionary<int, int>();
+            var images = new List<Tensor>();
+            try
+            {
+                for (int done = 0; done < s.SamplesPerPrompt; done += s.Batch)
+                {
+                    int n = Math.Min(s.Batch, s.SamplesPerPrompt - done);
+                    var request = new SampleRequest { Prompt = prompt, Steps = s.Steps, Guidance = s.Guidance, Scheduler = s.Scheduler, Seed = s.Seed + label * 7919 + done, NumImages = n };
+                    var batch = new TextToImagePipeline(model).Generate(request, cancel: cancel);
+                    images.Add(batch);
+                    foreach (int p in Classify(classifier, batch)) predicted[p] = predicted.GetValueOrDefault(p) + 1;
+                }
+                if (onImages is not null)
+                {
+                    using var all = torch.cat(images);
+                    onImages(label, all);
+                }
+            }
+            finally
+            {
+                foreach (var t in images) t.Dispose();
+            }
+            scores.Add(new ClassPromptScore(label, prompt, s.SamplesPerPrompt, predicted.GetValueOrDefault(label), predicted));
+        }
+        return scores;
+    }
+
+    /// Generated (N, H, W, 3) in [0, 1] → the classifier's grey 32×32 input in [-1, 1] → predicted labels.
+    public static int[] Classify(FashionClassifier classifier, Tensor images)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var x = FashionImages.ToGrey(images.permute(0, 3, 1, 2) * 2 - 1);
+        if (x.shape[2] != FashionImages.Side || x.shape[3] != FashionImages.Side)
+            x = nn.functional.interpolate(x, [FashionImages.Side, FashionImages.Side], mode: InterpolationMode.Bilinear, align_corners: false);
+        return classifier.forward(x).argmax(1).data<long>().Select(v => (int)v).ToArray();
+    }
+}
