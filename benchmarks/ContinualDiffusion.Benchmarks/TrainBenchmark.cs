@@ -80,7 +80,7 @@ internal static class TrainBenchmark
             }
     }
 
-    private static StableDiffusion Build(string architecturePath, string tokenizerDir)
+    internal static StableDiffusion Build(string architecturePath, string tokenizerDir)
     {
         var root = JsonNode.Parse(File.ReadAllText(architecturePath))!.AsObject();
         var dir = Directory.CreateTempSubdirectory("bench-arch-").FullName;
@@ -99,7 +99,7 @@ internal static class TrainBenchmark
         return model;
     }
 
-    private static string Rss(string field)
+    internal static string Rss(string field)
     {
         var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith(field + ":", StringComparison.Ordinal));
         if (line is null) return "n/a";

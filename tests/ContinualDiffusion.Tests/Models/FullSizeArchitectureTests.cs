@@ -7,7 +7,7 @@ namespace ContinualDiffusion.Tests.Models;
 
 /// Real SD 1.5 / SD 2.1 configs (tests/fixtures/configs) build the diffusers architecture: parameter counts
 /// equal the published diffusers models'. Built on the meta device, so no 3.4 GB allocation (libtorch has no
-/// meta kernels for convolution, so a forward pass cannot be shape-checked there; scripts/bench-unet.sh runs one).
+/// meta kernels for convolution, so a forward pass cannot be shape-checked there; `scripts/bench.sh unet` runs one).
 [Collection(MetaDeviceCollection.Name)]
 public class FullSizeArchitectureTests
 {

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Model benchmarks (random weights, so no download is needed); each prints its figures and peak RSS.
+#   scripts/bench.sh unet   [--config tests/fixtures/configs/sd15/unet.json] [--size 64] [--batch 2] [--runs 3] [--threads N]
+#       one UNet forward at SD 1.5 size, 64x64 latents, batch 2 as with classifier-free guidance
+#   scripts/bench.sh train  [tiny|sd15] [--resolution 512] [--batch 1] [--steps 3] [--ranks 4,16]
+#       C-LoRA training steps at task 1 and task 5 side by side, adapter bytes per task
+#   scripts/bench.sh sample [tiny|sd15] [--steps 3] [--size 512] [--scheduler ddim]
+#       a whole `cdiff sample` generation: per-step time and peak memory
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+mode="${1:-}"; shift || true
+dotnet build benchmarks/ContinualDiffusion.Benchmarks -c Release -v quiet -nologo >/dev/null
+bench=(dotnet benchmarks/ContinualDiffusion.Benchmarks/bin/Release/net10.0/ContinualDiffusion.Benchmarks.dll)
+case "$mode" in
+  unet)
+    exec "${bench[@]}" --config tests/fixtures/configs/sd15/unet.json "$@" ;;
+  train|sample)
+    arch="sd15"; [[ "$mode" == train ]] && arch="tiny"
+    if [[ $# -gt 0 && "$1" != --* ]]; then arch="$1"; shift; fi
+    exec "${bench[@]}" "$mode" --model-config "configs/models/$arch.json" --tokenizer tests/fixtures/sd-tiny/tokenizer "$@" ;;
+  *)
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac
