@@ -51,7 +51,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
             foreach (var spec in specs)
             {
                 cancel.ThrowIfCancellationRequested();
-                string fingerprint = $"{fingerprintBase}|{JsonSerializer.Serialize(spec)}|seed {seed}";
+                string fingerprint = $"{fingerprintBase}|{JsonSerializer.Serialize(spec, ResultsJson.Options)}|seed {seed}";
                 if (cache.TryLoad(spec.Label, seed, fingerprint) is { } cached && File.Exists(Path.Combine(_o.OutDir, GridFileName(spec.Label, seed))))
                 {
                     _progress.Info($"{spec.Label} seed {seed}: reusing the finished run in {cache.PathOf(spec.Label, seed)}");

@@ -34,7 +34,7 @@ public sealed class ConceptScorer(FashionClassifier classifier, FashionMnist.Spl
             using var noGrad = torch.no_grad();
             var features = classifier.Features(PromptClassAccuracy.ClassifierInput(images));
             mmd = Evaluation.Mmd.Squared(features, RealFeatures(label));
-            grid = images[..Math.Min(GridSamplesPerCell, (int)images.shape[0])].clone().MoveToOuterDisposeScope();
+            grid = images[..Math.Min(GridSamplesPerCell, (int)images.shape[0])].clone().DetachFromDisposeScope();
         }, cancel);
         return new ConceptScore(scores[0].Accuracy, mmd, grid!);
     }
@@ -45,7 +45,7 @@ public sealed class ConceptScorer(FashionClassifier classifier, FashionMnist.Spl
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
         var indices = test.IndicesOf(label).Take(realPerClass).ToArray();
-        f = classifier.Features(FashionImages.ToTensor(test, indices)).MoveToOuterDisposeScope();
+        f = classifier.Features(FashionImages.ToTensor(test, indices)).DetachFromDisposeScope(); // cached: outlives every scope
         _realFeatures[label] = f;
         return f;
     }
