@@ -181,9 +181,9 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
         var scores = new Dictionary<string, double>();
         foreach (int label in FashionConcepts.BaseLabels)
         {
-            string prompt = _o.BasePromptTemplate.Replace("{}", FashionConcepts.Name(label));
+            string prompt = _o.BasePromptTemplate.Replace("{}", FashionConcepts.PromptNames[label]);
             using var s = scorer.Score(model, label, prompt, cancel);
-            scores[FashionConcepts.Name(label)] = s.Accuracy;
+            scores[FashionConcepts.PromptNames[label]] = s.Accuracy;
         }
         _progress.Info($"{what}: base-class accuracy {string.Join(", ", scores.Select(kv => $"{kv.Key} {kv.Value:P0}"))}");
         return scores;
@@ -221,7 +221,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
             ["seeds"] = string.Join(", ", _o.Seeds),
             ["samples per concept"] = _o.Samples.ToString(inv),
             ["sampling"] = $"{_o.SampleSteps} DDIM steps, guidance {_o.Guidance.ToString(inv)}, prompt \"a photo of <vi>\"",
-            ["base-class prompts"] = _o.ScoreBaseClasses ? $"\"{_o.BasePromptTemplate}\" for {string.Join(", ", FashionConcepts.BaseLabels.Select(FashionConcepts.Name))}" : "not scored",
+            ["base-class prompts"] = _o.ScoreBaseClasses ? $"\"{_o.BasePromptTemplate}\" for {string.Join(", ", FashionConcepts.BaseLabels.Select(l => FashionConcepts.PromptNames[l]))}" : "not scored",
             ["scoring classifier"] = $"{Path.GetFileName(_o.ClassifierPath)}, test accuracy {ReportFormat.Percent(classifierAccuracy)} (10 classes)",
             ["MMD²"] = "Gaussian kernel, median-distance bandwidth, classifier features (128-d), vs up to 500 real test images of the class",
             ["reference"] = "each concept trained alone from the base model and sampled with only its own adapter: no forgetting by construction",
