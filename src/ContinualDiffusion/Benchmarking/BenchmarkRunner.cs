@@ -210,7 +210,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
     private Dictionary<string, string> ReportConfig(double classifierAccuracy, double wallSeconds)
     {
         var inv = CultureInfo.InvariantCulture;
-        return new Dictionary<string, string>
+        var config = new Dictionary<string, string>
         {
             ["base model"] = Path.GetFullPath(_o.ModelPath),
             ["images per concept"] = _o.ImagesPerConcept.ToString(inv),
@@ -224,11 +224,13 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
             ["base-class prompts"] = _o.ScoreBaseClasses ? $"\"{_o.BasePromptTemplate}\" for {string.Join(", ", FashionConcepts.BaseLabels.Select(l => FashionConcepts.PromptNames[l]))}" : "not scored",
             ["scoring classifier"] = $"{Path.GetFileName(_o.ClassifierPath)}, test accuracy {ReportFormat.Percent(classifierAccuracy)} (10 classes)",
             ["MMD²"] = "Gaussian kernel, median-distance bandwidth, classifier features (128-d), vs up to 500 real test images of the class",
-            ["reference"] = "each concept trained alone from the base model and sampled with only its own adapter: no forgetting by construction",
             ["sample grids"] = $"rows = concepts <v1>..<v{_o.Tasks}>, columns = after task 1..{_o.Tasks}, {ConceptScorer.GridSamplesPerCell} samples per cell, seed {_o.Seeds[0]}",
             ["machine"] = $"{Environment.ProcessorCount} CPU cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}",
             ["wall time"] = ReportFormat.Duration(wallSeconds),
         };
+        if (_o.Methods.Contains(BenchmarkOptions.ReferenceMethod))
+            config["reference"] = "each concept trained alone from the base model and sampled with only its own adapter: no forgetting by construction";
+        return config;
     }
 
     private static void TryDeleteDirectory(string path)
