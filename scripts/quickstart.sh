@@ -19,7 +19,7 @@ given() { local a; for a in "${args[@]+"${args[@]}"}"; do [[ "$a" == "$1" || "$a
 default() { given "$1" || args+=("$1" "$2"); }   # an option given twice is an error, so add only missing ones
 
 echo "== [1/3] building cdiff" >&2
-"$root/scripts/cdiff" doctor >/dev/null
+"$root/scripts/cdiff" doctor --log-level warning >/dev/null
 
 if given --model; then
   echo "== [2/3] base model given on the command line ($(elapsed))" >&2

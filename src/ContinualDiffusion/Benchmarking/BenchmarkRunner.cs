@@ -184,6 +184,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
             string prompt = _o.BasePromptTemplate.Replace("{}", FashionConcepts.PromptNames[label]);
             using var s = scorer.Score(model, label, prompt, cancel);
             scores[FashionConcepts.PromptNames[label]] = s.Accuracy;
+            _progress.Info($"{what}: \"{prompt}\" accuracy {s.Accuracy:P0}");
         }
         _progress.Info($"{what}: base-class accuracy {string.Join(", ", scores.Select(kv => $"{kv.Key} {kv.Value:P0}"))}");
         return scores;
