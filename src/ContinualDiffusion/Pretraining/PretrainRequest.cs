@@ -16,7 +16,7 @@ public sealed record PretrainRequest
 
     /// At most this many training images (Fashion-MNIST: split evenly over the classes). Encoding and the
     /// fingerprint scale with it; a few thousand images are plenty for the few thousand steps a CPU can afford.
-    public int MaxImages { get; init; } = 5000;
+    public int MaxImages { get; init; } = 3000;
 
     public string Architecture { get; init; } = PretrainArchitecture.DefaultName;
     public int Resolution { get; init; } = 32;

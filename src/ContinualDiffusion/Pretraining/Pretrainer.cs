@@ -37,12 +37,13 @@ public static class Pretrainer
                     : $"--out {outDir}: holds a model pretrained with different options or data (fingerprint {existing.Fingerprint[..12]}, this request {fingerprint[..12]}); pass --force to retrain it");
         }
 
-        TorchSetup.UseTrainingSafeKernels();
+        // oneDNN stays on (4x faster convolutions); NonFiniteStepGuard handles its rare NaN gradients.
+        TorchSetup.Initialize();
         info?.Invoke($"{data.Count} images, {data.Captions.Distinct().Count()} distinct captions, architecture {arch}");
         using var model = Build(arch, request);
 
         var clock = Stopwatch.StartNew();
-        double vaeLoss = VaePretrainer.Train(model.Vae, data.Pixels, request.VaeSteps, request.BatchSize, request.LearningRate, request.Seed, afterStep, cancel);
+        double vaeLoss = VaePretrainer.Train(model.Vae, data.Pixels, request.VaeSteps, request.BatchSize, request.LearningRate, request.Seed, afterStep, info, cancel);
         double vaeSeconds = clock.Elapsed.TotalSeconds;
 
         clock.Restart();
@@ -53,7 +54,7 @@ public static class Pretrainer
         info?.Invoke($"latents {string.Join("x", latents.shape)}, scaling factor {scaling:F4} ({encodeSeconds:F1} s)");
 
         clock.Restart();
-        double unetLoss = UNetPretrainer.Train(model, scaled, data.Captions, request.UnetSteps, request.BatchSize, request.LearningRate, request.Seed, afterStep, cancel);
+        double unetLoss = UNetPretrainer.Train(model, scaled, data.Captions, request.UnetSteps, request.BatchSize, request.LearningRate, request.Seed, afterStep, info, cancel);
         double unetSeconds = clock.Elapsed.TotalSeconds;
 
         var record = new PretrainRecord

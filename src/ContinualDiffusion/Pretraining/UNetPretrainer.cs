@@ -23,7 +23,7 @@ internal static class UNetPretrainer
     private const double MaxGradNorm = 1.0;
 
     public static double Train(StableDiffusion model, Tensor scaledLatents, IReadOnlyList<string> captions, int steps, int batch,
-        double learningRate, long seed, Action<PretrainStep>? afterStep, CancellationToken cancel)
+        double learningRate, long seed, Action<PretrainStep>? afterStep, Action<string>? info, CancellationToken cancel)
     {
         var (states, captionIndex) = EncodeCaptions(model, captions);
         using var _ = states;
@@ -37,6 +37,7 @@ internal static class UNetPretrainer
         var rng = new Random(unchecked((int)seed));
         long n = scaledLatents.shape[0];
         int b = (int)Math.Min(batch, n);
+        var guard = new NonFiniteStepGuard("UNet");
         double last = double.NaN;
         for (int step = 1; step <= steps; step++)
         {
@@ -53,12 +54,11 @@ internal static class UNetPretrainer
             var pred = unet.forward(noisy.to(model.Device), t.to(model.Device), context.to(model.Device));
             var loss = nn.functional.mse_loss(pred, target.to(model.Device));
             last = loss.item<float>();
-            if (!double.IsFinite(last))
-                throw new TrainingDivergedException($"UNet pretraining: the loss became {last} at step {step} (try a lower --lr)");
             optimizer.ZeroGrad();
             loss.backward();
-            nn.utils.clip_grad_norm_(parameters, MaxGradNorm);
-            optimizer.Step(LearningRateSchedule.Scale(step, steps));
+            double gradNorm = nn.utils.clip_grad_norm_(parameters, MaxGradNorm);
+            if (guard.Accept(step, last, gradNorm, info))
+                optimizer.Step(LearningRateSchedule.Scale(step, steps));
             afterStep?.Invoke(new PretrainStep("unet", step, steps, last));
         }
         unet.eval();

@@ -15,13 +15,14 @@ internal static class VaePretrainer
     private const double MaxGradNorm = 1.0;
 
     public static double Train(AutoencoderKL vae, Tensor pixels, int steps, int batch, double learningRate, long seed,
-        Action<PretrainStep>? afterStep, CancellationToken cancel)
+        Action<PretrainStep>? afterStep, Action<string>? info, CancellationToken cancel)
     {
         vae.train();
         var parameters = vae.parameters().Where(p => p.requires_grad).ToList();
         using var optimizer = new AdamW([new AdamW.Group("vae", parameters.Cast<Tensor>().ToList(), learningRate, WeightDecay: 0)]);
         using var gen = new Generator(unchecked((ulong)(seed * 2 + 1)));
         long n = pixels.shape[0];
+        var guard = new NonFiniteStepGuard("VAE");
         double last = double.NaN;
         for (int step = 1; step <= steps; step++)
         {
@@ -35,12 +36,11 @@ internal static class VaePretrainer
             var kl = 0.5 * (mean.square() + logVar.exp() - 1 - logVar).mean();
             var loss = nn.functional.mse_loss(recon, x) + KlWeight * kl;
             last = loss.item<float>();
-            if (!double.IsFinite(last))
-                throw new TrainingDivergedException($"VAE pretraining: the loss became {last} at step {step} (try a lower --lr)");
             optimizer.ZeroGrad();
             loss.backward();
-            nn.utils.clip_grad_norm_(parameters, MaxGradNorm);
-            optimizer.Step(LearningRateSchedule.Scale(step, steps));
+            double gradNorm = nn.utils.clip_grad_norm_(parameters, MaxGradNorm);
+            if (guard.Accept(step, last, gradNorm, info))
+                optimizer.Step(LearningRateSchedule.Scale(step, steps));
             afterStep?.Invoke(new PretrainStep("vae", step, steps, last));
         }
         vae.eval();
