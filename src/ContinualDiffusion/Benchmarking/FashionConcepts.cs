@@ -18,10 +18,9 @@ public static class FashionConcepts
 
     public static string Name(int label) => FashionMnist.ClassNames[label];
 
-    /// The class words of the base model's captions ("a photo of a t-shirt"; `cdiff pretrain` uses the same list),
-    /// so base-class prompts ask for what the base model was taught.
-    public static readonly IReadOnlyList<string> PromptNames =
-        ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"];
+    /// The class words of the base model's captions ("a photo of a t-shirt"), so base-class prompts ask for what
+    /// `cdiff pretrain` taught the base model.
+    public static IReadOnlyList<string> PromptNames => Pretraining.CaptionedImages.FashionPromptNames;
 
     /// "<v2> = coat" for task 2.
     public static string ConceptName(int task) => $"{Text.ConceptTokens.Name(task)} = {Name(HeldOutLabels[task - 1])}";
