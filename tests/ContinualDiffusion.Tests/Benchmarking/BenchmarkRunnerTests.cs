@@ -6,8 +6,17 @@ using ContinualDiffusion.Training;
 
 namespace ContinualDiffusion.Tests.Benchmarking;
 
+/// Runs alone: training switches oneDNN off process-wide (TorchSetup.UseTrainingSafeKernels), and flipping that
+/// flag while another test runs a oneDNN convolution (the classifier tests) crashed the test host.
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class SerialTrainingCollection
+{
+    public const string Name = "serial training";
+}
+
 /// An end-to-end benchmark on the tiny random fixture model: every number is meaningless, but every file must be
 /// produced, valid and consistent. A random-init classifier stands in for the trained one (minutes to train).
+[Collection(SerialTrainingCollection.Name)]
 public sealed class BenchmarkRunnerTests : IDisposable
 {
     private readonly string _dir = Path.Combine(Path.GetTempPath(), $"cdiff-bench-{Guid.NewGuid():N}");
