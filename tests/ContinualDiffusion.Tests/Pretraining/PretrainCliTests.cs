@@ -28,8 +28,8 @@ public class PretrainCliTests : IDisposable
         return dir;
     }
 
-    private static string[] Tiny(string images, string outDir) =>
-        ["pretrain", "--images", images, "--out", outDir, "--vae-steps", "2", "--unet-steps", "2", "--batch-size", "2", "--seed", "3"];
+    private static string[] Tiny(string images, string outDir, int unetSteps = 2) =>
+        ["pretrain", "--images", images, "--out", outDir, "--vae-steps", "2", "--unet-steps", $"{unetSteps}", "--batch-size", "2", "--seed", "3"];
 
     [Fact]
     public void A_short_pretrain_writes_a_model_that_samples_trains_a_concept_and_is_reused()
@@ -62,11 +62,11 @@ public class PretrainCliTests : IDisposable
         Assert.Equal(record.CreatedUtc, PretrainRecord.TryRead(model)!.CreatedUtc);
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"reuse took {clock.Elapsed}");
 
-        var changed = CliRunner.Run([.. Tiny(images, model), "--unet-steps", "3"]);
+        var changed = CliRunner.Run(Tiny(images, model, unetSteps: 3));
         Assert.Equal(2, changed.ExitCode);
         Assert.Contains("--force", changed.Stderr);
 
-        var forced = CliRunner.Run([.. Tiny(images, model), "--unet-steps", "3", "--force"]);
+        var forced = CliRunner.Run([.. Tiny(images, model, unetSteps: 3), "--force"]);
         Assert.True(forced.ExitCode == 0, forced.Stderr);
         Assert.NotEqual(record.Fingerprint, PretrainRecord.TryRead(model)!.Fingerprint);
         Assert.Equal(3, PretrainRecord.TryRead(model)!.Request["unet_steps"]!.GetValue<int>());
