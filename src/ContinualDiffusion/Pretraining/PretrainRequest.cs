@@ -20,8 +20,8 @@ public sealed record PretrainRequest
 
     public string Architecture { get; init; } = PretrainArchitecture.DefaultName;
     public int Resolution { get; init; } = 32;
-    public int VaeSteps { get; init; } = 400;
-    public int UnetSteps { get; init; } = 1500;
+    public int VaeSteps { get; init; } = 150;
+    public int UnetSteps { get; init; } = 600;
     public int BatchSize { get; init; } = 32;
     public double LearningRate { get; init; } = 1e-3;
     public long Seed { get; init; }

@@ -26,15 +26,14 @@ public static class Pretrainer
         var fingerprint = PretrainFingerprint.Compute(canonical);
 
         var outDir = Path.GetFullPath(request.OutDir);
-        if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any())
+        if (!request.Force && Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any())
         {
             var existing = PretrainRecord.TryRead(outDir);
-            if (existing?.Fingerprint == fingerprint && !request.Force)
+            if (existing?.Fingerprint == fingerprint)
                 return new PretrainResult(outDir, Reused: true, existing);
-            if (!request.Force)
-                throw new InputException(existing is null
-                    ? $"--out {outDir}: the folder exists and is not a model written by cdiff pretrain; choose another folder or pass --force to replace it"
-                    : $"--out {outDir}: holds a model pretrained with different options or data (fingerprint {existing.Fingerprint[..12]}, this request {fingerprint[..12]}); pass --force to retrain it");
+            throw new InputException(existing is null
+                ? $"--out {outDir}: the folder exists and is not a model written by cdiff pretrain; choose another folder or pass --force to replace it"
+                : $"--out {outDir}: holds a model pretrained with different options or data (fingerprint {existing.Fingerprint[..12]}, this request {fingerprint[..12]}); pass --force to retrain it");
         }
 
         // oneDNN stays on (4x faster convolutions); NonFiniteStepGuard handles its rare NaN gradients.
