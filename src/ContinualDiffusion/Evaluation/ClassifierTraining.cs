@@ -33,6 +33,8 @@ public static class ClassifierTraining
                 loss.backward();
                 optimizer.step();
                 lossSum += loss.item<float>(); batches++;
+                // An epoch takes minutes on a small CPU: show that it is alive.
+                if (batches % 100 == 0) progress?.Invoke($"classifier epoch {epoch + 1}/{o.Epochs}: batch {batches}/{(n + o.BatchSize - 1) / o.BatchSize}, loss {lossSum / batches:F4}");
             }
             progress?.Invoke($"classifier epoch {epoch + 1}/{o.Epochs}: loss {lossSum / batches:F4}");
         }

@@ -58,9 +58,16 @@ public static class PromptClassAccuracy
     {
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
+        return classifier.forward(ClassifierInput(images)).argmax(1).data<long>().Select(v => (int)v).ToArray();
+    }
+
+    /// Generated (N, H, W, 3) in [0, 1] → the classifier's grey (N, 1, 32, 32) input in [-1, 1].
+    public static Tensor ClassifierInput(Tensor images)
+    {
+        using var scope = torch.NewDisposeScope();
         var x = FashionImages.ToGrey(images.permute(0, 3, 1, 2) * 2 - 1);
         if (x.shape[2] != FashionImages.Side || x.shape[3] != FashionImages.Side)
             x = nn.functional.interpolate(x, [FashionImages.Side, FashionImages.Side], mode: InterpolationMode.Bilinear, align_corners: false);
-        return classifier.forward(x).argmax(1).data<long>().Select(v => (int)v).ToArray();
+        return x.MoveToOuterDisposeScope();
     }
 }

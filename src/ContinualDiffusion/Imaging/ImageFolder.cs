@@ -58,7 +58,9 @@ public static class ImageFolder
         }
     }
 
-    private static Tensor? TryLoadOne(string file, int resolution, long maxPixels, out string problem)
+    /// One image as (3, R, R) in [-1, 1] (oriented, RGB, centre-cropped, resized); null with the reason when the
+    /// file is not a usable image.
+    internal static Tensor? TryLoadOne(string file, int resolution, long maxPixels, out string problem)
     {
         try
         {

@@ -28,7 +28,8 @@ public sealed class AdamW : IDisposable
         foreach (var p in Parameters) p.grad?.zero_();
     }
 
-    public void Step()
+    /// `learningRateScale` multiplies every group's rate for this step (warm-up and decay schedules).
+    public void Step(double learningRateScale = 1.0)
     {
         StepCount++;
         double bc1 = 1 - Math.Pow(_beta1, StepCount), bc2 = 1 - Math.Pow(_beta2, StepCount);
@@ -39,11 +40,12 @@ public sealed class AdamW : IDisposable
             {
                 if (p.grad is not { } grad) continue;
                 var (m, v) = _state[p];
-                p.mul_(1 - g.LearningRate * g.WeightDecay);
+                double lr = g.LearningRate * learningRateScale;
+                p.mul_(1 - lr * g.WeightDecay);
                 m.mul_(_beta1).add_(grad, alpha: 1 - _beta1);
                 v.mul_(_beta2).addcmul_(grad, grad, value: 1 - _beta2);
                 using var denom = (v / bc2).sqrt_().add_(_eps);
-                p.addcdiv_(m, denom, value: -g.LearningRate / bc1);
+                p.addcdiv_(m, denom, value: -lr / bc1);
             }
         }
     }

@@ -9,7 +9,8 @@ public static class BenchmarkReport
     public const string ConceptCurvesFileName = "concept-curves.png";
     public const string MethodBarsFileName = "method-bars.png";
 
-    public static IReadOnlyList<string> WriteAll(string folder, BenchmarkResults results)
+    /// `extraFigures`: pictures the caller already wrote into the folder (e.g. sample grids), linked after the plots.
+    public static IReadOnlyList<string> WriteAll(string folder, BenchmarkResults results, IReadOnlyList<string>? extraFigures = null)
     {
         var summaries = ResultsAggregation.Summarize(results);
         var clash = summaries.GroupBy(s => HeatmapFileName(s.Method)).FirstOrDefault(g => g.Count() > 1);
@@ -33,6 +34,7 @@ public static class BenchmarkReport
         figures.Add(ConceptCurvesFileName);
         Figures.MethodBars(Path.Combine(folder, MethodBarsFileName), summaries);
         figures.Add(MethodBarsFileName);
+        figures.AddRange(extraFigures ?? []);
 
         MarkdownReport.Write(Path.Combine(folder, ReportFileName), results, figures);
         return [ResultsFileName, .. figures, ReportFileName];

@@ -1,0 +1,35 @@
+using System.Diagnostics;
+using System.Globalization;
+using ContinualDiffusion.Checkpoints;
+using ContinualDiffusion.Evaluation;
+using ContinualDiffusion.Models;
+using ContinualDiffusion.Pretraining;
+
+namespace ContinualDiffusion.Benchmarks;
+
+/// How well a (pretrained) model draws the Fashion-MNIST classes its prompts name, judged by the cached
+/// Fashion-MNIST classifier:
+///   bench prompts --model DIR [--classes 0,1,3,5,8] [--samples 20] [--steps 20] [--guidance 4]
+///                 [--classifier ~/.cache/cdiff/fashion-classifier.safetensors]
+internal static class PromptAccuracyBenchmark
+{
+    public static int Run(string[] args)
+    {
+        var o = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (int i = 0; i + 1 < args.Length; i += 2) o[args[i].TrimStart('-')] = args[i + 1];
+        int Int(string k, int d) => o.TryGetValue(k, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : d;
+        var classes = o.GetValueOrDefault("classes", "0,1,3,5,8").Split(',').Select(int.Parse).ToList();
+        var classifierPath = o.GetValueOrDefault("classifier",
+            Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "cdiff", "fashion-classifier.safetensors"));
+        var settings = new PromptClassAccuracy.Settings(SamplesPerPrompt: Int("samples", 20), Steps: Int("steps", 20),
+            Guidance: o.TryGetValue("guidance", out var g) ? double.Parse(g, CultureInfo.InvariantCulture) : 4.0, Batch: Int("samples", 20));
+        using var model = StableDiffusion.Load(DiffusersFolder.Open(o["model"]));
+        using var classifier = ClassifierTraining.Load(classifierPath);
+        var clock = Stopwatch.StartNew();
+        var scores = PromptClassAccuracy.Measure(model, classifier, classes.Select(c => (c, CaptionedImages.FashionPrompt(c))).ToList(), settings);
+        foreach (var s in scores)
+            Console.WriteLine($"{s.Prompt,-28} {s.Accuracy,6:P0}  predicted {string.Join(" ", s.Predicted.OrderByDescending(p => p.Value).Select(p => $"{p.Key}:{p.Value}"))}");
+        Console.WriteLine($"mean {scores.Average(s => s.Accuracy):P1} over {scores.Count} classes, {settings.SamplesPerPrompt} samples each, {settings.Steps} DDIM steps, guidance {settings.Guidance} ({clock.Elapsed.TotalSeconds:F0} s)");
+        return 0;
+    }
+}

@@ -1,0 +1,109 @@
+using System.CommandLine;
+using System.Globalization;
+using ContinualDiffusion.Benchmarking;
+using ContinualDiffusion.Data;
+using ContinualDiffusion.Evaluation.Reporting;
+using ContinualDiffusion.Runtime;
+using ContinualDiffusion.Training;
+using Serilog;
+
+namespace ContinualDiffusion.Cli.Commands;
+
+/// `cdiff benchmark --model DIR --out DIR`: the continual-customization benchmark on held-out Fashion-MNIST classes.
+internal static class BenchmarkCommand
+{
+    public static Command Create(TextWriter stdout, TextWriter stderr, Func<CancellationToken> cancel)
+    {
+        var model = new Option<DirectoryInfo>("--model") { Description = "Base model (diffusers-format folder, e.g. from `cdiff pretrain`).", Required = true };
+        var output = new Option<DirectoryInfo>("--out") { Description = "Folder for results.json, report.md, figures and sample grids (finished runs are cached there and reused).", DefaultValueFactory = _ => new DirectoryInfo("bench-out") };
+        var methods = new Option<string>("--methods") { Description = "Comma-separated methods: clora, lora (λ = 0), reference (each concept alone, no forgetting).", DefaultValueFactory = _ => "clora,lora,reference" };
+        var lambdas = new Option<string>("--lambdas") { Description = "Comma-separated λ values for a C-LoRA sweep (each an extra method 'clora-l<λ>'), e.g. 1e6,1e7.", DefaultValueFactory = _ => "" };
+        var seeds = new Option<string>("--seeds") { Description = "Comma-separated seeds (concept images, initialisation, sampling noise).", DefaultValueFactory = _ => "0,1,2" };
+        var tasks = new Option<int>("--tasks") { Description = "Number of tasks (held-out classes pullover, coat, shirt, sneaker, ankle boot in this order).", DefaultValueFactory = _ => 5 };
+        var imagesPerConcept = new Option<int>("--images-per-concept") { Description = "Training images of each concept (from the train split).", DefaultValueFactory = _ => 20 };
+        var config = new Option<FileInfo?>("--config") { Description = "Training options as JSON (keys as in configs/train/defaults.json)." };
+        var trainSteps = new Option<int?>("--train-steps") { Description = "Training steps per task (default: the training config's)." };
+        var rank = new Option<int?>("--rank") { Description = "LoRA rank r (default: the training config's)." };
+        var lambda = new Option<double?>("--lambda") { Description = "λ of the plain 'clora' method (default: the training config's)." };
+        var samples = new Option<int>("--samples") { Description = "Images generated and scored per concept after every task (and per base class).", DefaultValueFactory = _ => 100 };
+        var sampleSteps = new Option<int>("--sample-steps") { Description = "Denoising steps per sample.", DefaultValueFactory = _ => 25 };
+        var guidance = new Option<double>("--guidance") { Description = "Classifier-free guidance scale.", DefaultValueFactory = _ => 4.0 };
+        var sampleBatch = new Option<int>("--sample-batch") { Description = "Images generated per batch.", DefaultValueFactory = _ => 50 };
+        var noBase = new Option<bool>("--no-base-classes") { Description = "Do not score the base model's own class prompts before and after." };
+        var basePrompt = new Option<string>("--base-prompt") { Description = "Prompt template of the base classes; {} is the class name.", DefaultValueFactory = _ => "a photo of a {}" };
+        var classifier = new Option<FileInfo?>("--classifier") { Description = "Scoring classifier (safetensors); trained and saved there when missing. Default: $CDIFF_CACHE/fashion-classifier.safetensors." };
+        var classifierEpochs = new Option<int>("--classifier-epochs") { Description = "Epochs when the classifier has to be trained.", DefaultValueFactory = _ => 3 };
+        var dataDir = new Option<DirectoryInfo>("--data") { Description = "Fashion-MNIST folder (gzipped IDX files).", DefaultValueFactory = _ => new DirectoryInfo(FashionMnist.DefaultFolder) };
+
+        var cmd = new Command("benchmark", "Continual-customization benchmark: learn held-out Fashion-MNIST classes one task after another and score forgetting.")
+        {
+            model, output, methods, lambdas, seeds, tasks, imagesPerConcept, config, trainSteps, rank, lambda, samples, sampleSteps, guidance, sampleBatch,
+            noBase, basePrompt, classifier, classifierEpochs, dataDir,
+        };
+        cmd.SetAction(parse =>
+        {
+            var baseConfig = parse.GetValue(config) is { } file ? TrainingConfig.Load(file.FullName) : new TrainingConfig();
+            var training = baseConfig with
+            {
+                Steps = parse.GetValue(trainSteps) ?? baseConfig.Steps,
+                Rank = parse.GetValue(rank) ?? baseConfig.Rank,
+                Lambda = parse.GetValue(lambda) ?? baseConfig.Lambda,
+            };
+            var options = new BenchmarkOptions
+            {
+                ModelPath = parse.GetValue(model)!.FullName,
+                OutDir = parse.GetValue(output)!.FullName,
+                Methods = SplitList(parse.GetValue(methods)!, "--methods", s => s),
+                Lambdas = SplitList(parse.GetValue(lambdas)!, "--lambdas", s => double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture)),
+                Seeds = SplitList(parse.GetValue(seeds)!, "--seeds", s => long.Parse(s, CultureInfo.InvariantCulture)),
+                Tasks = parse.GetValue(tasks),
+                ImagesPerConcept = parse.GetValue(imagesPerConcept),
+                Samples = parse.GetValue(samples),
+                SampleSteps = parse.GetValue(sampleSteps),
+                Guidance = parse.GetValue(guidance),
+                SampleBatch = parse.GetValue(sampleBatch),
+                ScoreBaseClasses = !parse.GetValue(noBase),
+                BasePromptTemplate = parse.GetValue(basePrompt)!,
+                ClassifierPath = parse.GetValue(classifier)?.FullName ?? ClassifierCache.DefaultPath,
+                ClassifierEpochs = parse.GetValue(classifierEpochs),
+                DataDir = parse.GetValue(dataDir)!.FullName,
+                Training = training,
+            };
+            var results = new BenchmarkRunner(options, new CliProgress(stderr), TorchEnvironment.DefaultDevice()).Run(cancel());
+            PrintSummary(stdout, results, options.OutDir);
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+
+    /// "0,1,2" → [0, 1, 2]; an unparsable item is an error naming the option.
+    internal static List<T> SplitList<T>(string text, string option, Func<string, T> parse)
+    {
+        var items = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        try { return [.. items.Select(parse)]; }
+        catch (FormatException) { throw new InputException($"{option}: '{text}' is not a comma-separated list of the expected values"); }
+        catch (OverflowException) { throw new InputException($"{option}: '{text}' holds a value out of range"); }
+    }
+
+    private static void PrintSummary(TextWriter stdout, BenchmarkResults results, string outDir)
+    {
+        foreach (var s in ResultsAggregation.Summarize(results))
+            stdout.WriteLine($"{s.Method,-14} A {ReportFormat.Percent(s.FinalAverage),-16} F {ReportFormat.Percent(s.Forgetting),-16} final MMD² {ReportFormat.Number(s.FinalMmd)}");
+        stdout.WriteLine($"report: {Path.Combine(outDir, BenchmarkReport.ReportFileName)}");
+    }
+
+    /// Phases as log lines; training steps as a progress bar per task.
+    private sealed class CliProgress(TextWriter terminal) : IBenchmarkProgress
+    {
+        private string? _current;
+        private ProgressBar? _bar;
+
+        public void Info(string message) => Log.Information("{Message}", message);
+
+        public void TrainStep(string what, TrainStepReport step)
+        {
+            if (what != _current) { _current = what; _bar = new ProgressBar(what, step.TotalSteps, terminal); }
+            _bar!.Report(step.Step, $"loss {step.Loss:F4}");
+        }
+    }
+}

@@ -1,0 +1,100 @@
+using ContinualDiffusion.Benchmarking;
+using ContinualDiffusion.Evaluation;
+using ContinualDiffusion.Evaluation.Reporting;
+using ContinualDiffusion.Tests.Support;
+using ContinualDiffusion.Training;
+
+namespace ContinualDiffusion.Tests.Benchmarking;
+
+/// Runs alone: training switches oneDNN off process-wide (TorchSetup.UseTrainingSafeKernels), and flipping that
+/// flag while another test runs a oneDNN convolution (the classifier tests) crashed the test host.
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class SerialTrainingCollection
+{
+    public const string Name = "serial training";
+}
+
+/// An end-to-end benchmark on the tiny random fixture model: every number is meaningless, but every file must be
+/// produced, valid and consistent. A random-init classifier stands in for the trained one (minutes to train).
+[Collection(SerialTrainingCollection.Name)]
+public sealed class BenchmarkRunnerTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), $"cdiff-bench-{Guid.NewGuid():N}");
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+    }
+
+    private sealed class Recorder : IBenchmarkProgress
+    {
+        public List<string> Messages { get; } = [];
+        public int Steps { get; private set; }
+        public void Info(string message) => Messages.Add(message);
+        public void TrainStep(string what, TrainStepReport step) => Steps++;
+    }
+
+    private BenchmarkOptions MiniOptions()
+    {
+        Directory.CreateDirectory(_dir);
+        var classifierPath = Path.Combine(_dir, "classifier.safetensors");
+        if (!File.Exists(classifierPath))
+        {
+            TorchSharp.torch.manual_seed(0);
+            using var classifier = new FashionClassifier();
+            ClassifierTraining.Save(classifier, classifierPath, new Dictionary<string, string> { [ClassifierCache.AccuracyKey] = "0.1000" });
+        }
+        return new BenchmarkOptions
+        {
+            ModelPath = Fixture.SdTiny,
+            OutDir = Path.Combine(_dir, "out"),
+            Methods = ["clora", "lora", "reference"],
+            Seeds = [0],
+            Tasks = 2,
+            ImagesPerConcept = 2,
+            Samples = 2,
+            SampleSteps = 2,
+            ClassifierPath = classifierPath,
+            Training = new TrainingConfig { Steps = 2, Rank = 2 },
+        };
+    }
+
+    [Fact]
+    public void A_mini_benchmark_writes_valid_results_report_figures_and_grids_and_reuses_finished_runs()
+    {
+        var options = MiniOptions();
+        var progress = new Recorder();
+        var results = new BenchmarkRunner(options, progress).Run();
+
+        var read = ResultsJson.Read(Path.Combine(options.OutDir, BenchmarkReport.ResultsFileName)); // validates
+        Assert.Equal(["<v1> = pullover", "<v2> = coat"], read.ConceptNames);
+        Assert.Equal(["clora", "lora", "reference"], read.Runs.Select(r => r.Method));
+        Assert.Equal(3 * 2 * 2, progress.Steps); // 3 methods × 2 tasks × 2 steps
+        Assert.All(read.Runs.Where(r => r.Method != "reference"), r => Assert.Equal(5, r.BaseClassAccuracyAfter.Count));
+        Assert.Empty(read.Runs.Single(r => r.Method == "reference").BaseClassAccuracyBefore);
+
+        var report = File.ReadAllText(Path.Combine(options.OutDir, BenchmarkReport.ReportFileName));
+        Assert.Contains("| clora |", report);
+        Assert.Contains("| reference |", report);
+        foreach (var png in new[] { "accuracy-clora.png", "accuracy-reference.png", BenchmarkReport.ConceptCurvesFileName, "samples-lora-seed0.png" })
+        {
+            Assert.True(File.Exists(Path.Combine(options.OutDir, png)), png);
+            Assert.Contains(png, report);
+        }
+        Assert.False(Directory.Exists(Path.Combine(options.OutDir, BenchmarkRunner.WorkFolder))); // adapters and images cleaned up
+
+        // Reference: concept 1 after task 2 was sampled with its own adapter only, so it equals its score after task 1.
+        var reference = read.Runs.Single(r => r.Method == "reference");
+        Assert.Equal(reference.R[0][0], reference.R[1][0]);
+        Assert.Equal(reference.Mmd[0][0], reference.Mmd[1][0]);
+        // Continual runs re-sample concept 1 with both adapters merged: a different model, so a different MMD².
+        var lora = read.Runs.Single(r => r.Method == "lora");
+        Assert.NotEqual(lora.Mmd[0][0], lora.Mmd[1][0]);
+
+        var again = new Recorder();
+        var second = new BenchmarkRunner(options, again).Run();
+        Assert.Equal(0, again.Steps);
+        Assert.Equal(3, again.Messages.Count(m => m.Contains("reusing the finished run")));
+        Assert.Equal(results.Runs.Select(r => r.R[1][1]), second.Runs.Select(r => r.R[1][1]));
+    }
+}
