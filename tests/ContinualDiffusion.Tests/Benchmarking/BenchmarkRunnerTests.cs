@@ -6,8 +6,8 @@ using ContinualDiffusion.Training;
 
 namespace ContinualDiffusion.Tests.Benchmarking;
 
-/// Runs alone: training switches oneDNN off process-wide (TorchSetup.UseTrainingSafeKernels), and flipping that
-/// flag while another test runs a oneDNN convolution (the classifier tests) crashed the test host.
+/// Runs alone: it is the heaviest test (trains, samples and scores three tasks on two cores). oneDNN's
+/// process-wide flag, whose flipping once crashed the host, is settled before any test in TestProcessSetup.
 [CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class SerialTrainingCollection
 {
