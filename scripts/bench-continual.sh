@@ -21,7 +21,7 @@ if ! given --model; then
 fi
 default --out "$PWD/bench-out"
 default --methods clora,lora,reference
-default --lambdas 1e6,1e7,1e9
+default --lambdas 1,1e8   # around the default λ = 10 (configs/train/fashion.json), and SD's default 1e8
 default --seeds 0,1,2
 default --tasks 5
 default --images-per-concept 20

@@ -29,3 +29,17 @@ internal sealed class ProgressBar(string label, int total, TextWriter terminal)
         }
     }
 }
+
+/// One progress bar per stage of a multi-stage job (pretraining's "vae" then "unet", a benchmark's tasks): a new
+/// bar starts, with its own rate and ETA, whenever the reported stage changes.
+internal sealed class StagedProgressBar(TextWriter terminal)
+{
+    private string? _stage;
+    private ProgressBar? _bar;
+
+    public void Report(string stage, int done, int total, double loss)
+    {
+        if (stage != _stage) { _stage = stage; _bar = new ProgressBar(stage, total, terminal); }
+        _bar!.Report(done, $"loss {loss:F4}");
+    }
+}

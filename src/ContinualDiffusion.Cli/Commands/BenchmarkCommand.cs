@@ -21,7 +21,7 @@ internal static class BenchmarkCommand
         var seeds = new Option<string>("--seeds") { Description = "Comma-separated seeds (concept images, initialisation, sampling noise).", DefaultValueFactory = _ => "0,1,2" };
         var tasks = new Option<int>("--tasks") { Description = "Number of tasks (held-out classes pullover, coat, shirt, sneaker, ankle boot in this order).", DefaultValueFactory = _ => 5 };
         var imagesPerConcept = new Option<int>("--images-per-concept") { Description = "Training images of each concept (from the train split).", DefaultValueFactory = _ => 20 };
-        var config = new Option<FileInfo?>("--config") { Description = "Training options as JSON (keys as in configs/train/defaults.json)." };
+        var config = new Option<FileInfo?>("--config") { Description = "Training options as JSON (keys as in configs/train/defaults.json). Default: configs/train/fashion.json." };
         var trainSteps = new Option<int?>("--train-steps") { Description = "Training steps per task (default: the training config's)." };
         var rank = new Option<int?>("--rank") { Description = "LoRA rank r (default: the training config's)." };
         var lambda = new Option<double?>("--lambda") { Description = "λ of the plain 'clora' method (default: the training config's)." };
@@ -42,7 +42,7 @@ internal static class BenchmarkCommand
         };
         cmd.SetAction(parse =>
         {
-            var baseConfig = parse.GetValue(config) is { } file ? TrainingConfig.Load(file.FullName) : new TrainingConfig();
+            var baseConfig = TrainingConfig.Load(parse.GetValue(config)?.FullName ?? BenchmarkOptions.DefaultTrainingConfigPath);
             var training = baseConfig with
             {
                 Steps = parse.GetValue(trainSteps) ?? baseConfig.Steps,
@@ -95,15 +95,10 @@ internal static class BenchmarkCommand
     /// Phases as log lines; training steps as a progress bar per task.
     private sealed class CliProgress(TextWriter terminal) : IBenchmarkProgress
     {
-        private string? _current;
-        private ProgressBar? _bar;
+        private readonly StagedProgressBar _bar = new(terminal);
 
         public void Info(string message) => Log.Information("{Message}", message);
 
-        public void TrainStep(string what, TrainStepReport step)
-        {
-            if (what != _current) { _current = what; _bar = new ProgressBar(what, step.TotalSteps, terminal); }
-            _bar!.Report(step.Step, $"loss {step.Loss:F4}");
-        }
+        public void TrainStep(string what, TrainStepReport step) => _bar.Report(what, step.Step, step.TotalSteps, step.Loss);
     }
 }

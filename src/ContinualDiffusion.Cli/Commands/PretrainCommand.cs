@@ -21,14 +21,15 @@ internal static class PretrainCommand
         var resolution = new Option<int>("--resolution") { Description = "Image side in pixels.", DefaultValueFactory = _ => defaults.Resolution };
         var vaeSteps = new Option<int>("--vae-steps") { Description = "VAE training steps.", DefaultValueFactory = _ => defaults.VaeSteps };
         var unetSteps = new Option<int>("--unet-steps") { Description = "UNet training steps.", DefaultValueFactory = _ => defaults.UnetSteps };
-        var batch = new Option<int>("--batch-size") { Description = "Images per step (both stages).", DefaultValueFactory = _ => defaults.BatchSize };
+        var batch = new Option<int>("--batch-size") { Description = "Images per UNet step.", DefaultValueFactory = _ => defaults.BatchSize };
+        var vaeBatch = new Option<int>("--vae-batch-size") { Description = "Images per VAE step.", DefaultValueFactory = _ => defaults.VaeBatchSize };
         var lr = new Option<double>("--lr") { Description = "Peak learning rate (warm-up, then cosine decay to a tenth).", DefaultValueFactory = _ => defaults.LearningRate };
         var seed = new Option<long>("--seed") { Description = "Random seed (initialisation, batches, noise).", DefaultValueFactory = _ => defaults.Seed };
         var force = new Option<bool>("--force") { Description = "Retrain even if --out holds a model (replacing it)." };
 
         var cmd = new Command("pretrain", "Train a small base text-to-image model from scratch (Stable Diffusion architecture).")
         {
-            outDir, fashion, classes, images, maxImages, arch, resolution, vaeSteps, unetSteps, batch, lr, seed, force,
+            outDir, fashion, classes, images, maxImages, arch, resolution, vaeSteps, unetSteps, batch, vaeBatch, lr, seed, force,
         };
         cmd.SetAction(parse =>
         {
@@ -44,18 +45,14 @@ internal static class PretrainCommand
                 VaeSteps = parse.GetValue(vaeSteps),
                 UnetSteps = parse.GetValue(unetSteps),
                 BatchSize = parse.GetValue(batch),
+                VaeBatchSize = parse.GetValue(vaeBatch),
                 LearningRate = parse.GetValue(lr),
                 Seed = parse.GetValue(seed),
                 Force = parse.GetValue(force),
             }.Validated();
-            ProgressBar? bar = null;
-            string? stage = null;
+            var progress = new StagedProgressBar(stderr);
             var result = Pretrainer.Run(request,
-                step =>
-                {
-                    if (step.Stage != stage) { stage = step.Stage; bar = new ProgressBar(step.Stage, step.TotalSteps, stderr); }
-                    bar!.Report(step.Step, $"loss {step.Loss:F4}");
-                },
+                step => progress.Report(step.Stage, step.Step, step.TotalSteps, step.Loss),
                 message => Log.Information("{Message}", message), cancel());
             var r = result.Record;
             if (result.Reused)

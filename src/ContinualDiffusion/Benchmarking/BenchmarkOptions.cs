@@ -9,6 +9,11 @@ namespace ContinualDiffusion.Benchmarking;
 public sealed record BenchmarkOptions
 {
     public const string ReferenceMethod = "reference";
+
+    /// The training options the benchmark uses unless given others: configs/train/fashion.json, tuned for the
+    /// small Fashion-MNIST model (higher learning rates than SD's defaults, batch 4, and a λ on the scale of
+    /// this model's adapter deltas; see the README's benchmark section for the sweep behind it).
+    public static string DefaultTrainingConfigPath => Path.Combine(AppContext.BaseDirectory, "configs", "train", "fashion.json");
     public static readonly string[] KnownMethods = ["clora", "lora", ReferenceMethod];
 
     /// The base model (diffusers-format folder) every run starts from.

@@ -58,6 +58,7 @@ public static class PretrainFingerprint
         ["vae_steps"] = r.VaeSteps,
         ["unet_steps"] = r.UnetSteps,
         ["batch_size"] = r.BatchSize,
+        ["vae_batch_size"] = r.VaeBatchSize,
         ["lr"] = r.LearningRate.ToString("R", CultureInfo.InvariantCulture),
         ["seed"] = r.Seed,
     };

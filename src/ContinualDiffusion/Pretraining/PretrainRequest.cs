@@ -20,9 +20,13 @@ public sealed record PretrainRequest
 
     public string Architecture { get; init; } = PretrainArchitecture.DefaultName;
     public int Resolution { get; init; } = 32;
-    public int VaeSteps { get; init; } = 150;
-    public int UnetSteps { get; init; } = 600;
-    public int BatchSize { get; init; } = 32;
+    // Defaults measured on 2 quiet cores (see README): VAE 200 steps of 64 images ≈ 1.5 min, UNet 900 steps of
+    // 128 ≈ 4.5 min. The UNet gains from the larger batch (≈ 1.6× images/s over 32), the VAE does not, and the
+    // VAE saturates sooner, so each stage has its own batch size.
+    public int VaeSteps { get; init; } = 200;
+    public int UnetSteps { get; init; } = 900;
+    public int VaeBatchSize { get; init; } = 64;
+    public int BatchSize { get; init; } = 128;
     public double LearningRate { get; init; } = 1e-3;
     public long Seed { get; init; }
     public bool Force { get; init; }
@@ -37,6 +41,7 @@ public sealed record PretrainRequest
         Positive("--vae-steps", VaeSteps);
         Positive("--unet-steps", UnetSteps);
         Positive("--batch-size", BatchSize);
+        Positive("--vae-batch-size", VaeBatchSize);
         Positive("--lr", LearningRate);
         Positive("--max-images", MaxImages);
         Positive("--resolution", Resolution);

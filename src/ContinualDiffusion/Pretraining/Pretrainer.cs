@@ -42,7 +42,7 @@ public static class Pretrainer
         using var model = Build(arch, request);
 
         var clock = Stopwatch.StartNew();
-        double vaeLoss = VaePretrainer.Train(model.Vae, data.Pixels, request.VaeSteps, request.BatchSize, request.LearningRate, request.Seed, afterStep, info, cancel);
+        double vaeLoss = VaePretrainer.Train(model.Vae, data.Pixels, request.VaeSteps, request.VaeBatchSize, request.LearningRate, request.Seed, afterStep, info, cancel);
         double vaeSeconds = clock.Elapsed.TotalSeconds;
 
         clock.Restart();

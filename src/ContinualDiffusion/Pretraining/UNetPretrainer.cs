@@ -20,7 +20,6 @@ internal static class UNetPretrainer
     /// Captions dropped to "" this often, so the model also learns the unconditional prediction that
     /// classifier-free guidance subtracts at sampling time (SD used 10%).
     private const double CaptionDropout = 0.1;
-    private const double MaxGradNorm = 1.0;
 
     public static double Train(StableDiffusion model, Tensor scaledLatents, IReadOnlyList<string> captions, int steps, int batch,
         double learningRate, long seed, Action<PretrainStep>? afterStep, Action<string>? info, CancellationToken cancel)
@@ -32,17 +31,13 @@ internal static class UNetPretrainer
         var unet = model.Unet;
         unet.train();
         var parameters = unet.parameters().Where(p => p.requires_grad).ToList();
-        using var optimizer = new AdamW([new AdamW.Group("unet", parameters.Cast<Tensor>().ToList(), learningRate, WeightDecay: 1e-2)]);
         using var gen = new Generator(unchecked((ulong)(seed * 2 + 2)));
         var rng = new Random(unchecked((int)seed));
         long n = scaledLatents.shape[0];
         int b = (int)Math.Min(batch, n);
-        var guard = new NonFiniteStepGuard("UNet");
-        double last = double.NaN;
-        for (int step = 1; step <= steps; step++)
+
+        Tensor LossOf(int step)
         {
-            cancel.ThrowIfCancellationRequested();
-            using var scope = torch.NewDisposeScope();
             var picks = Enumerable.Range(0, b).Select(_ => rng.NextInt64(n)).ToArray();
             var textRows = picks.Select(i => rng.NextDouble() < CaptionDropout ? unconditional : captionIndex[(int)i]).Select(i => (long)i).ToArray();
             var z0 = scaledLatents.index_select(0, torch.tensor(picks));
@@ -52,15 +47,10 @@ internal static class UNetPretrainer
             var noisy = schedule.AddNoise(z0, noise, t);
             var target = schedule.TrainingTarget(z0, noise, t);
             var pred = unet.forward(noisy.to(model.Device), t.to(model.Device), context.to(model.Device));
-            var loss = nn.functional.mse_loss(pred, target.to(model.Device));
-            last = loss.item<float>();
-            optimizer.ZeroGrad();
-            loss.backward();
-            double gradNorm = nn.utils.clip_grad_norm_(parameters, MaxGradNorm);
-            if (guard.Accept(step, last, gradNorm, info))
-                optimizer.Step(LearningRateSchedule.Scale(step, steps));
-            afterStep?.Invoke(new PretrainStep("unet", step, steps, last));
+            return nn.functional.mse_loss(pred, target.to(model.Device));
         }
+
+        double last = PretrainLoop.Run("unet", steps, parameters, learningRate, weightDecay: 1e-2, LossOf, afterStep, info, cancel);
         unet.eval();
         return last;
     }

@@ -12,37 +12,27 @@ namespace ContinualDiffusion.Pretraining;
 internal static class VaePretrainer
 {
     private const double KlWeight = 1e-4;
-    private const double MaxGradNorm = 1.0;
 
     public static double Train(AutoencoderKL vae, Tensor pixels, int steps, int batch, double learningRate, long seed,
         Action<PretrainStep>? afterStep, Action<string>? info, CancellationToken cancel)
     {
         vae.train();
         var parameters = vae.parameters().Where(p => p.requires_grad).ToList();
-        using var optimizer = new AdamW([new AdamW.Group("vae", parameters.Cast<Tensor>().ToList(), learningRate, WeightDecay: 0)]);
         using var gen = new Generator(unchecked((ulong)(seed * 2 + 1)));
         long n = pixels.shape[0];
-        var guard = new NonFiniteStepGuard("VAE");
-        double last = double.NaN;
-        for (int step = 1; step <= steps; step++)
+
+        Tensor LossOf(int step)
         {
-            cancel.ThrowIfCancellationRequested();
-            using var scope = torch.NewDisposeScope();
             var idx = torch.randint(0, n, [Math.Min(batch, n)], generator: gen, dtype: ScalarType.Int64);
             var x = pixels.index_select(0, idx);
             var (mean, logVar) = vae.Encode(x);
             var z = AutoencoderKL.SamplePosterior(mean, logVar, gen);
             var recon = vae.Decode(z);
             var kl = 0.5 * (mean.square() + logVar.exp() - 1 - logVar).mean();
-            var loss = nn.functional.mse_loss(recon, x) + KlWeight * kl;
-            last = loss.item<float>();
-            optimizer.ZeroGrad();
-            loss.backward();
-            double gradNorm = nn.utils.clip_grad_norm_(parameters, MaxGradNorm);
-            if (guard.Accept(step, last, gradNorm, info))
-                optimizer.Step(LearningRateSchedule.Scale(step, steps));
-            afterStep?.Invoke(new PretrainStep("vae", step, steps, last));
+            return nn.functional.mse_loss(recon, x) + KlWeight * kl;
         }
+
+        double last = PretrainLoop.Run("vae", steps, parameters, learningRate, weightDecay: 0, LossOf, afterStep, info, cancel);
         vae.eval();
         return last;
     }

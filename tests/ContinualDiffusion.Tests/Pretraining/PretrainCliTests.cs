@@ -29,7 +29,7 @@ public class PretrainCliTests : IDisposable
     }
 
     private static string[] Tiny(string images, string outDir, int unetSteps = 2) =>
-        ["pretrain", "--images", images, "--out", outDir, "--vae-steps", "2", "--unet-steps", $"{unetSteps}", "--batch-size", "2", "--seed", "3"];
+        ["pretrain", "--images", images, "--out", outDir, "--vae-steps", "2", "--unet-steps", $"{unetSteps}", "--batch-size", "2", "--vae-batch-size", "2", "--seed", "3"];
 
     [Fact]
     public void A_short_pretrain_writes_a_model_that_samples_trains_a_concept_and_is_reused()
@@ -87,6 +87,7 @@ public class PretrainCliTests : IDisposable
     [InlineData("--unet-steps 0", "--unet-steps must be positive")]
     [InlineData("--vae-steps -1", "--vae-steps must be positive")]
     [InlineData("--batch-size 0", "--batch-size must be positive")]
+    [InlineData("--vae-batch-size 0", "--vae-batch-size must be positive")]
     [InlineData("--classes 0,12", "unknown Fashion-MNIST class 12")]
     [InlineData("--classes 0,shoe", "'shoe' is not a Fashion-MNIST label")]
     [InlineData("--resolution 30", "multiple of 8")]

@@ -1,0 +1,37 @@
+using ContinualDiffusion.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ContinualDiffusion.Pretraining;
+
+/// The optimisation loop both pretraining stages share: AdamW on the warm-up + cosine schedule, gradient
+/// clipping, the non-finite step guard, one dispose scope per step, cancellation and progress. A stage only
+/// says how to compute one batch's loss.
+internal static class PretrainLoop
+{
+    private const double MaxGradNorm = 1.0;
+
+    /// Runs `steps` steps of `lossOf(step)` (a scalar built inside the step's dispose scope) and returns the
+    /// last step's loss.
+    public static double Run(string stage, int steps, IReadOnlyList<TorchSharp.Modules.Parameter> parameters, double learningRate, double weightDecay,
+        Func<int, Tensor> lossOf, Action<PretrainStep>? afterStep, Action<string>? info, CancellationToken cancel)
+    {
+        using var optimizer = new AdamW([new AdamW.Group(stage, parameters.Cast<Tensor>().ToList(), learningRate, WeightDecay: weightDecay)]);
+        var guard = new NonFiniteStepGuard(stage);
+        double last = double.NaN;
+        for (int step = 1; step <= steps; step++)
+        {
+            cancel.ThrowIfCancellationRequested();
+            using var scope = torch.NewDisposeScope();
+            var loss = lossOf(step);
+            last = loss.item<float>();
+            optimizer.ZeroGrad();
+            loss.backward();
+            double gradNorm = nn.utils.clip_grad_norm_(parameters, MaxGradNorm);
+            if (guard.Accept(step, last, gradNorm, info))
+                optimizer.Step(LearningRateSchedule.Scale(step, steps));
+            afterStep?.Invoke(new PretrainStep(stage, step, steps, last));
+        }
+        return last;
+    }
+}
