@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using ContinualDiffusion.Benchmarking;
 using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Data;
 using ContinualDiffusion.Evaluation;
@@ -12,7 +13,7 @@ namespace ContinualDiffusion.Benchmarks;
 /// How well a (pretrained) model draws the Fashion-MNIST classes its prompts name, judged by the cached
 /// Fashion-MNIST classifier:
 ///   bench prompts --model DIR [--classes 0,1,3,5,8] [--samples 20] [--steps 20] [--guidance 4]
-///                 [--classifier ~/.cache/cdiff/fashion-classifier.safetensors] [--recon 200]
+///                 [--classifier $CDIFF_CACHE/fashion-classifier-v2.safetensors] [--recon 200]
 /// With --recon N it first prints the classifier's accuracy on N real test images per class passed through the
 /// model's VAE (encode mean, decode): the ceiling any prompt accuracy can reach through that decoder.
 internal static class PromptAccuracyBenchmark
@@ -23,8 +24,7 @@ internal static class PromptAccuracyBenchmark
         for (int i = 0; i + 1 < args.Length; i += 2) o[args[i].TrimStart('-')] = args[i + 1];
         int Int(string k, int d) => o.TryGetValue(k, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : d;
         var classes = o.GetValueOrDefault("classes", "0,1,3,5,8").Split(',').Select(int.Parse).ToList();
-        var classifierPath = o.GetValueOrDefault("classifier",
-            Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "cdiff", "fashion-classifier.safetensors"));
+        var classifierPath = o.GetValueOrDefault("classifier", ClassifierCache.DefaultPath);
         var settings = new PromptClassAccuracy.Settings(SamplesPerPrompt: Int("samples", 20), Steps: Int("steps", 20),
             Guidance: o.TryGetValue("guidance", out var g) ? double.Parse(g, CultureInfo.InvariantCulture) : 4.0, Batch: Int("samples", 20));
         using var model = StableDiffusion.Load(DiffusersFolder.Open(o["model"]));

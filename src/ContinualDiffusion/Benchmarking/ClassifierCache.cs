@@ -17,7 +17,8 @@ public static class ClassifierCache
             ? dir
             : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "cdiff");
 
-    public static string DefaultPath => Path.Combine(CacheDir, "fashion-classifier.safetensors");
+    /// "-v2": the 16/32/64-channel classifier; a cached file of the earlier, wider one would not load.
+    public static string DefaultPath => Path.Combine(CacheDir, "fashion-classifier-v2.safetensors");
 
     /// Loads the classifier at `path`, or trains it on the train split (reporting progress), measures its test
     /// accuracy and saves both atomically. Returns the model and its test accuracy.

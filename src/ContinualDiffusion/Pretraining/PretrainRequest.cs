@@ -20,11 +20,11 @@ public sealed record PretrainRequest
 
     public string Architecture { get; init; } = PretrainArchitecture.DefaultName;
     public int Resolution { get; init; } = 32;
-    // Defaults measured on 2 quiet cores (see README): VAE 200 steps of 64 images ≈ 1.5 min, UNet 900 steps of
-    // 128 ≈ 4.5 min. The UNet gains from the larger batch (≈ 1.6× images/s over 32), the VAE does not, and the
-    // VAE saturates sooner, so each stage has its own batch size.
+    // Defaults measured on 2 quiet cores (see README): VAE 200 steps of 64 images ≈ 1.2 min, UNet 800 steps of
+    // 128 ≈ 4 min with oneDNN (≈ 7.5 min when its NaN bug forces it off). The UNet gains from the larger batch
+    // (≈ 1.6× images/s over 32), the VAE does not, so each stage has its own batch size.
     public int VaeSteps { get; init; } = 200;
-    public int UnetSteps { get; init; } = 900;
+    public int UnetSteps { get; init; } = 800;
     public int VaeBatchSize { get; init; } = 64;
     public int BatchSize { get; init; } = 128;
     public double LearningRate { get; init; } = 1e-3;
