@@ -2,14 +2,14 @@
 # The one-command demo (after the README's set-up): build cdiff, train or reuse the Fashion-MNIST base model,
 # learn three held-out garment classes one after another as <v1>, <v2>, <v3> (C-LoRA, and plain sequential LoRA
 # for comparison), sample every learned concept after every task, score the samples with a Fashion-MNIST
-# classifier and write a short report with sample grids to ./quickstart-out/report.md. At most 15 minutes on
-# 2 CPU cores from nothing; a few minutes once the base model and the classifier are cached
-# (in ${CDIFF_CACHE:-~/.cache/cdiff}).
+# classifier and write a short report with sample grids to ./quickstart-out/report.md. 14 min on 2 CPU cores
+# from nothing (about 16 when libtorch's oneDNN NaN bug slows pretraining, see README); about 3.5 min once the
+# base model and the classifier are cached (in ${CDIFF_CACHE:-~/.cache/cdiff}).
 # Usage: scripts/quickstart.sh [cdiff benchmark options; each one given replaces its default below]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${CDIFF_CACHE:-$HOME/.cache/cdiff}"
-base="$cache/fashion-base"
+base="$cache/fashion-base-v2"   # -v2: pretraining defaults changed; a model cached under the old name would be refused
 out="$PWD/quickstart-out"
 start=$(date +%s)
 elapsed() { local s=$(( $(date +%s) - start )); printf '%dm%02ds' $((s / 60)) $((s % 60)); }

@@ -22,6 +22,19 @@ public class ConfigFilesTests : IDisposable
     }
 
     [Fact]
+    public void The_benchmark_training_options_ship_with_the_build_and_load()
+    {
+        var path = ContinualDiffusion.Benchmarking.BenchmarkOptions.DefaultTrainingConfigPath;
+        Assert.True(File.Exists(path), path);
+        var cfg = TrainingConfig.Load(path);
+        // The values the README's benchmark section explains (λ on this model's scale, not SD's 1e8).
+        Assert.Equal(10, cfg.Lambda);
+        Assert.Equal(4, cfg.BatchSize);
+        Assert.Equal(800, cfg.Steps);
+        Assert.Equal(2e-3, cfg.LearningRate, 12);
+    }
+
+    [Fact]
     public void An_unknown_key_is_rejected_naming_the_key_and_the_file()
     {
         var path = Path.Combine(_dir, "train.json");

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Models;
 using ContinualDiffusion.Pretraining;
@@ -55,12 +54,10 @@ public class PretrainCliTests : IDisposable
         Assert.True(train.ExitCode == 0, train.Stderr);
 
         var record = PretrainRecord.TryRead(model)!;
-        var clock = Stopwatch.StartNew();
         var again = CliRunner.Run(Tiny(images, model));
         Assert.True(again.ExitCode == 0, again.Stderr);
         Assert.Contains("reusing", again.Stdout);
-        Assert.Equal(record.CreatedUtc, PretrainRecord.TryRead(model)!.CreatedUtc);
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"reuse took {clock.Elapsed}");
+        Assert.Equal(record.CreatedUtc, PretrainRecord.TryRead(model)!.CreatedUtc); // not retrained
 
         var changed = CliRunner.Run(Tiny(images, model, unetSteps: 3));
         Assert.Equal(2, changed.ExitCode);
