@@ -30,8 +30,9 @@ else
 fi
 
 echo "== [3/3] learning 3 concepts one after another, sampling and scoring them after every task ($(elapsed))" >&2
-# The reduced protocol: 1 seed, 3 tasks, 20 samples per concept; training options from configs/train/fashion.json. The full comparison (5 tasks, 3 seeds,
-# 100 samples, a λ sweep and the non-continual reference) is scripts/bench-continual.sh.
+# The reduced protocol: 1 seed, 3 tasks, 20 samples per concept; training options from configs/train/fashion.json.
+# The full comparison (5 tasks, 3 seeds, 100 samples, a λ sweep and the non-continual reference) is
+# scripts/bench-continual.sh.
 default --out "$out"
 default --methods clora,lora
 default --seeds 0

@@ -50,9 +50,10 @@ internal static class PromptAccuracyBenchmark
             using var noGrad = torch.no_grad();
             var x = FashionImages.ToTensor(test, test.IndicesOf(label).Take(perClass).ToList(), channels: 3);
             var (mean, _) = model.Vae.Encode(x);
-            var recon = model.Vae.Decode(mean).clamp(-1, 1);
-            var predicted = classifier.forward(FashionImages.ToGrey(recon)).argmax(1);
-            double accuracy = predicted.eq(label).to_type(torch.ScalarType.Float32).mean().item<float>();
+            // Scored exactly like generated samples: (N, H, W, 3) in [0, 1] through PromptClassAccuracy.Classify.
+            var recon = ((model.Vae.Decode(mean).clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1);
+            var predicted = PromptClassAccuracy.Classify(classifier, recon);
+            double accuracy = predicted.Count(p => p == label) / (double)predicted.Length;
             accuracies.Add(accuracy);
             Console.WriteLine($"VAE reconstruction {FashionMnist.ClassNames[label],-12} {accuracy,6:P0}");
         }

@@ -21,8 +21,8 @@ public sealed record PretrainRequest
     public string Architecture { get; init; } = PretrainArchitecture.DefaultName;
     public int Resolution { get; init; } = 32;
     // Defaults measured on 2 cores (see README): VAE 200 steps of 64 images ≈ 1.5 min, UNet 800 steps of 128
-    // ≈ 5.8 min at 2.3 it/s with oneDNN (≈ 7.4 min at 1.8 it/s when its NaN bug forces it off). The UNet gains from the larger batch
-    // (≈ 1.6× images/s over 32), the VAE does not, so each stage has its own batch size.
+    // ≈ 5.8 min at 2.3 it/s with oneDNN (≈ 7.4 min at 1.8 it/s when its NaN bug forces it off). The UNet gains
+    // from the larger batch (≈ 1.6× images/s over 32), the VAE does not, so each stage has its own batch size.
     public int VaeSteps { get; init; } = 200;
     public int UnetSteps { get; init; } = 800;
     public int VaeBatchSize { get; init; } = 64;
