@@ -10,6 +10,7 @@ using static TorchSharp.torch;
 //   bench-unet [--config unet.json] [--size 64] [--batch 2] [--runs 3] [--threads N] [--context 77]
 if (args.Length > 0 && args[0] == "train") return ContinualDiffusion.Benchmarks.TrainBenchmark.Run(args[1..]);
 if (args.Length > 0 && args[0] == "prompts") return ContinualDiffusion.Benchmarks.PromptAccuracyBenchmark.Run(args[1..]);
+if (args.Length > 0 && args[0] == "classifier") return ContinualDiffusion.Benchmarks.ClassifierBenchmark.Run(args[1..]);
 if (args.Length > 0 && args[0] == "sample") return ContinualDiffusion.Benchmarks.SampleBenchmark.Run(args[1..]);
 ContinualDiffusion.Runtime.TorchSetup.Initialize();
 var options = ParseArgs(args);

@@ -13,7 +13,7 @@ namespace ContinualDiffusion.Benchmarks;
 /// How well a (pretrained) model draws the Fashion-MNIST classes its prompts name, judged by the cached
 /// Fashion-MNIST classifier:
 ///   bench prompts --model DIR [--classes 0,1,3,5,8] [--samples 20] [--steps 20] [--guidance 4]
-///                 [--classifier $CDIFF_CACHE/fashion-classifier-v2.safetensors] [--recon 200]
+///                 [--classifier $CDIFF_CACHE/fashion-classifier-v3.safetensors] [--recon 200]
 /// With --recon N it first prints the classifier's accuracy on N real test images per class passed through the
 /// model's VAE (encode mean, decode): the ceiling any prompt accuracy can reach through that decoder.
 internal static class PromptAccuracyBenchmark

@@ -31,7 +31,7 @@ internal static class BenchmarkCommand
         var sampleBatch = new Option<int>("--sample-batch") { Description = "Images generated per batch.", DefaultValueFactory = _ => 50 };
         var noBase = new Option<bool>("--no-base-classes") { Description = "Do not score the base model's own class prompts before and after." };
         var basePrompt = new Option<string>("--base-prompt") { Description = "Prompt template of the base classes; {} is the class name.", DefaultValueFactory = _ => "a photo of a {}" };
-        var classifier = new Option<FileInfo?>("--classifier") { Description = "Scoring classifier (safetensors); trained and saved there when missing. Default: $CDIFF_CACHE/fashion-classifier-v2.safetensors." };
+        var classifier = new Option<FileInfo?>("--classifier") { Description = "Scoring classifier (safetensors); trained and saved there when missing. Default: $CDIFF_CACHE/fashion-classifier-v3.safetensors." };
         var classifierEpochs = new Option<int>("--classifier-epochs") { Description = "Epochs when the classifier has to be trained.", DefaultValueFactory = _ => 3 };
         var dataDir = new Option<DirectoryInfo>("--data") { Description = "Fashion-MNIST folder (gzipped IDX files).", DefaultValueFactory = _ => new DirectoryInfo(FashionMnist.DefaultFolder) };
 

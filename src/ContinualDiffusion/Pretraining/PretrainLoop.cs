@@ -23,13 +23,15 @@ internal static class PretrainLoop
         {
             cancel.ThrowIfCancellationRequested();
             using var scope = torch.NewDisposeScope();
-            var loss = lossOf(step);
-            last = loss.item<float>();
-            optimizer.ZeroGrad();
-            loss.backward();
-            double gradNorm = nn.utils.clip_grad_norm_(parameters, MaxGradNorm);
-            if (guard.Accept(step, last, gradNorm, info))
-                optimizer.Step(LearningRateSchedule.Scale(step, steps));
+            (double Loss, double GradNorm) Compute()
+            {
+                var loss = lossOf(step);
+                optimizer.ZeroGrad();
+                loss.backward();
+                return (loss.item<float>(), nn.utils.clip_grad_norm_(parameters, MaxGradNorm));
+            }
+            (last, bool apply) = guard.Run(step, Compute, info);
+            if (apply) optimizer.Step(LearningRateSchedule.Scale(step, steps));
             afterStep?.Invoke(new PretrainStep(stage, step, steps, last));
         }
         return last;

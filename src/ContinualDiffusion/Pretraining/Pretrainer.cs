@@ -36,7 +36,7 @@ public static class Pretrainer
                 : $"--out {outDir}: holds a model pretrained with different options or data (fingerprint {existing.Fingerprint[..12]}, this request {fingerprint[..12]}); pass --force to retrain it");
         }
 
-        // oneDNN stays on (4x faster convolutions); NonFiniteStepGuard handles its rare NaN gradients.
+        // oneDNN stays on (4x faster convolutions); NonFiniteStepGuard recomputes its sporadic NaN steps without it.
         TorchSetup.Initialize();
         info?.Invoke($"{data.Count} images, {data.Captions.Distinct().Count()} distinct captions, architecture {arch}");
         using var model = Build(arch, request);

@@ -44,6 +44,24 @@ public static class TorchSetup
         }
     }
 
+    /// Turns oneDNN off until the returned scope is disposed, then restores the previous setting. Only for a
+    /// single-threaded caller: flipping the flag while another thread is inside a oneDNN convolution crashed
+    /// the process (seen with parallel test classes).
+    public static IDisposable SuspendMkldnn()
+    {
+        Initialize();
+        bool was = MkldnnEnabled();
+        try { SetUserEnabledMkldnn(GlobalContext(), false); }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return new Restore(() => { }); }
+        return new Restore(() => SetUserEnabledMkldnn(GlobalContext(), was));
+    }
+
+    private sealed class Restore(Action restore) : IDisposable
+    {
+        private Action? _restore = restore;
+        public void Dispose() { _restore?.Invoke(); _restore = null; }
+    }
+
     public static bool MkldnnEnabled()
     {
         try { return UserEnabledMkldnn(GlobalContext()); }

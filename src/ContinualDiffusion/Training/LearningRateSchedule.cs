@@ -1,4 +1,4 @@
-namespace ContinualDiffusion.Pretraining;
+namespace ContinualDiffusion.Training;
 
 /// Linear warm-up then cosine decay to a tenth: from-scratch training with Adam at a high rate needs the
 /// warm-up to avoid an early blow-up, and the decay is what makes a short run end on a good model.
