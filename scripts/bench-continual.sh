@@ -9,7 +9,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${CDIFF_CACHE:-$HOME/.cache/cdiff}"
-base="$cache/fashion-base-v2"   # the same cached model as scripts/quickstart.sh
+base="$cache/fashion-base-v3"   # the same cached model as scripts/quickstart.sh
 
 args=("$@")
 given() { local a; for a in "${args[@]+"${args[@]}"}"; do [[ "$a" == "$1" || "$a" == "$1="* ]] && return 0; done; return 1; }
