@@ -1,7 +1,7 @@
 namespace ContinualDiffusion.Pretraining;
 
 /// Everything `cdiff pretrain` needs. The defaults are the Fashion-MNIST base model of the demo: measured to
-/// train in under 4 minutes on 2 CPU cores (see README) while its class prompts still draw recognisable garments.
+/// train in about 6 minutes on 2 CPU cores (see README) while its class prompts still draw recognisable garments.
 public sealed record PretrainRequest
 {
     /// The five Fashion-MNIST classes the base model knows; the other five become C-LoRA concepts later.
