@@ -6,6 +6,10 @@
 #       C-LoRA training steps at task 1 and task 5 side by side, adapter bytes per task
 #   scripts/bench.sh sample [tiny|sd15] [--steps 3] [--size 512] [--scheduler ddim]
 #       a whole `cdiff sample` generation: per-step time and peak memory
+#   scripts/bench.sh classifier [--epochs 3] [--lr 4e-3] [--batch 128] [--seed 0]
+#       trains the Fashion-MNIST scoring classifier: wall time and test accuracy
+#   scripts/bench.sh prompts --model DIR [--samples 20] [--recon 200]
+#       how often a base model's class prompts draw the asked class (judged by the cached classifier)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -19,6 +23,8 @@ case "$mode" in
     arch="sd15"; [[ "$mode" == train ]] && arch="tiny"
     if [[ $# -gt 0 && "$1" != --* ]]; then arch="$1"; shift; fi
     exec "${bench[@]}" "$mode" --model-config "configs/models/$arch.json" --tokenizer tests/fixtures/sd-tiny/tokenizer "$@" ;;
+  classifier|prompts)
+    exec "${bench[@]}" "$mode" "$@" ;;
   *)
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -2,8 +2,8 @@
 # The one-command demo (after the README's set-up): build cdiff, train or reuse the Fashion-MNIST base model,
 # learn three held-out garment classes one after another as <v1>, <v2>, <v3> (C-LoRA, and plain sequential LoRA
 # for comparison), sample every learned concept after every task, score the samples with a Fashion-MNIST
-# classifier and write a short report with sample grids to ./quickstart-out/report.md. MEASURED min on 2 CPU
-# cores from nothing (see README); about CACHED min once the base model and the classifier are cached (in
+# classifier and write a short report with sample grids to ./quickstart-out/report.md. 13 min on 2 CPU
+# cores from nothing (see README); about 3.5 min once the base model and the classifier are cached (in
 # ${CDIFF_CACHE:-~/.cache/cdiff}).
 # Usage: scripts/quickstart.sh [cdiff benchmark options; each one given replaces its default below]
 set -euo pipefail

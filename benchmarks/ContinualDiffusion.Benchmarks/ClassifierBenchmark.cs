@@ -2,13 +2,12 @@ using System.Diagnostics;
 using System.Globalization;
 using ContinualDiffusion.Data;
 using ContinualDiffusion.Evaluation;
-using TorchSharp;
 
 namespace ContinualDiffusion.Benchmarks;
 
 /// Trains the Fashion-MNIST scoring classifier with the given options and prints its wall time and test accuracy
 /// (the figures behind ClassifierTraining's defaults):
-///   bench classifier [--epochs 3] [--lr 4e-3] [--batch 128] [--seed 0]
+///   scripts/bench.sh classifier [--epochs 3] [--lr 4e-3] [--batch 128] [--seed 0]
 internal static class ClassifierBenchmark
 {
     public static int Run(string[] args)

@@ -38,7 +38,7 @@ public sealed record BenchmarkOptions
     public string BasePromptTemplate { get; init; } = "a photo of a {}";
     /// The scoring classifier; trained and cached here when the file does not exist.
     public required string ClassifierPath { get; init; }
-    public int ClassifierEpochs { get; init; } = 3; // 91.1% test accuracy, 2.5 min on 2 cores (`bench classifier`)
+    public int ClassifierEpochs { get; init; } = 3; // 91.1% test accuracy, 1.6–2.7 min on 2 cores (`scripts/bench.sh classifier`)
     public string DataDir { get; init; } = FashionMnist.DefaultFolder;
     /// Training settings of every task (steps, rank, learning rates, λ); method, λ and seed are set per run.
     public TrainingConfig Training { get; init; } = new();

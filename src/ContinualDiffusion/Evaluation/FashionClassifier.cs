@@ -17,8 +17,9 @@ public sealed class FashionClassifier : Module<Tensor, Tensor>
     public FashionClassifier(int classes = 10) : base(nameof(FashionClassifier))
     {
         // 16/32/64 channels: a quarter of the 32/64/128 net's compute, so training it fits the demo's 15 minutes
-        // (3 epochs: 4.8 min → 2.5 min). With the warm-up + cosine schedule at 4e-3 it reaches 91.1% test
-        // accuracy (constant 2e-3: 88.7%); measured with `bench classifier --lr 4e-3`.
+        // (3 epochs: 1.6–2.7 min here, depending on the shared machine's load). With the warm-up + cosine
+        // schedule at 4e-3 it reaches 91.1% test accuracy (constant 2e-3: 88.7%; 2 epochs: 89.9%); measured with
+        // `scripts/bench.sh classifier`.
         features = Sequential(
             Conv2d(1, 16, 3, padding: 1), BatchNorm2d(16), ReLU(), MaxPool2d(2),   // 32 -> 16
             Conv2d(16, 32, 3, padding: 1), BatchNorm2d(32), ReLU(), MaxPool2d(2),  // 16 -> 8

@@ -12,7 +12,7 @@ internal static class PretrainLoop
     private const double MaxGradNorm = 1.0;
 
     /// Runs `steps` steps of `lossOf(step)` (a scalar built inside the step's dispose scope) and returns the
-    /// last step's loss.
+    /// last step's loss. `lossOf` is called twice for a step the guard retries; each call draws a fresh batch.
     public static double Run(string stage, int steps, IReadOnlyList<TorchSharp.Modules.Parameter> parameters, double learningRate, double weightDecay,
         Func<int, Tensor> lossOf, Action<PretrainStep>? afterStep, Action<string>? info, CancellationToken cancel)
     {
@@ -25,6 +25,7 @@ internal static class PretrainLoop
             using var scope = torch.NewDisposeScope();
             (double Loss, double GradNorm) Compute()
             {
+                using var attempt = torch.NewDisposeScope(); // a retried step does not hold the failed attempt's tensors
                 var loss = lossOf(step);
                 optimizer.ZeroGrad();
                 loss.backward();

@@ -1,7 +1,7 @@
 namespace ContinualDiffusion.Pretraining;
 
 /// Everything `cdiff pretrain` needs. The defaults are the Fashion-MNIST base model of the demo: measured to
-/// train in about 6 minutes on 2 CPU cores (see README) while its class prompts still draw recognisable garments.
+/// train in 6–8 minutes on 2 CPU cores (see README) while its class prompts still draw recognisable garments.
 public sealed record PretrainRequest
 {
     /// The five Fashion-MNIST classes the base model knows; the other five become C-LoRA concepts later.
@@ -20,8 +20,8 @@ public sealed record PretrainRequest
 
     public string Architecture { get; init; } = PretrainArchitecture.DefaultName;
     public int Resolution { get; init; } = 32;
-    // Defaults measured on 2 cores (see README): VAE 200 steps of 64 images ≈ 1.5 min, UNet 600 steps of 128
-    // ≈ 4.4 min at 2.3 it/s with oneDNN. 600 rather than 800 UNet steps so the demo stays under 15 minutes when
+    // Defaults measured on 2 cores (see README): 6–8 min in all; VAE 200 steps of 64 images ≈ 1.5 min, UNet 600
+    // steps of 128 ≈ 4.5–6.5 min (1.6–2.3 it/s with oneDNN, depending on the shared machine's load). 600 rather than 800 UNet steps so the demo stays under 15 minutes when
     // this shared machine runs 30% slow (as it did for one full demo run). The UNet gains from the larger batch
     // (≈ 1.6× images/s over 32), the VAE does not, so each stage has its own batch size.
     public int VaeSteps { get; init; } = 200;

@@ -26,14 +26,15 @@ public static class TorchSetup
         }
     }
 
-    /// Turns off oneDNN (mkldnn) kernels for the rest of the process; every training path calls it.
+    /// Turns off oneDNN (mkldnn) kernels for the rest of the process; `cdiff train` (TaskTrainer) calls it.
+    /// Pretraining keeps oneDNN on and retries its rare NaN steps instead (Pretraining/NonFiniteStepGuard).
     ///
     /// Why: with libtorch 2.5 (TorchSharp 0.107) on this CPU, a backward pass through the UNet with batch ≥ 2
     /// returned all-NaN input gradients in roughly one fresh process in three (the UNet output's gradient was
     /// finite, everything upstream NaN), and training died at step 2. With oneDNN off: 0 in 26 runs; measured
     /// with `scripts/bench.sh train tiny --batch 2 --steps 3` repeated. Batch 1 never showed it. The cost is
     /// about 13% on a UNet forward (SD 1.5, 64×64 latents: 15.3 s → 17.6 s), so sampling keeps oneDNN and only
-    /// training, where a silent NaN would cost the user a run, switches it off.
+    /// concept training, where a silent NaN would cost the user a run, switches it off.
     public static void UseTrainingSafeKernels()
     {
         Initialize();

@@ -57,6 +57,28 @@ public class NonFiniteStepGuardTests
     }
 
     [Fact]
+    public void Nan_on_the_retry_too_is_skipped_counted_and_oneDNN_comes_back_on()
+    {
+        var dnn = new FakeOneDnn();
+        var guard = new NonFiniteStepGuard("unet", dnn.Enabled, dnn.Suspend);
+        for (int step = 1; step < 10; step++)
+            Assert.False(guard.Run(step, () => (double.NaN, 1.0), null).Apply);
+        Assert.True(dnn.On);
+        Assert.Equal(9, guard.Retried);
+        Assert.Throws<TrainingDivergedException>(() => guard.Run(10, () => (1.0, double.NaN), null));
+    }
+
+    [Fact]
+    public void A_retry_that_throws_still_switches_oneDNN_back_on()
+    {
+        var dnn = new FakeOneDnn();
+        var guard = new NonFiniteStepGuard("unet", dnn.Enabled, dnn.Suspend);
+        Assert.Throws<OperationCanceledException>(() => guard.Run(3, () =>
+            dnn.On ? (double.NaN, double.NaN) : throw new OperationCanceledException(), null));
+        Assert.True(dnn.On);
+    }
+
+    [Fact]
     public void Nan_without_oneDNN_is_skipped_and_ten_in_a_row_stop_training()
     {
         var dnn = new FakeOneDnn { On = false };

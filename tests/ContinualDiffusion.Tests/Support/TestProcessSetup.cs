@@ -5,8 +5,8 @@ namespace ContinualDiffusion.Tests.Support;
 
 /// Settles libtorch's process-wide flags once, before any test runs.
 ///
-/// Why: training code switches oneDNN off process-wide (TorchSetup.UseTrainingSafeKernels, and the pretraining
-/// NaN guard). xunit runs test classes in parallel, and flipping that flag while another thread is inside a oneDNN
+/// Why: training code switches oneDNN off process-wide (TorchSetup.UseTrainingSafeKernels), and the pretraining
+/// NaN guard turns it off and back on around a retried step. xunit runs test classes in parallel, and flipping that flag while another thread is inside a oneDNN
 /// convolution crashed the test host (CI of stop 8: "Test host process crashed" after 318 passed). With the flag
 /// settled before the first test there is no transition left to race with. The CLI keeps oneDNN on for sampling;
 /// each cdiff command is one sequential process, so it never races.
