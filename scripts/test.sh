@@ -14,5 +14,9 @@ if [ -z "$summary" ]; then
 fi
 failed=$(sed -E 's/.*Failed: +([0-9]+),.*/\1/' <<<"$summary")
 passed=$(sed -E 's/.*Passed: +([0-9]+),.*/\1/' <<<"$summary")
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+  echo "dotnet test exited with $status although no test failed (test host crashed or run aborted): counted as 1 failure"
+  failed=1
+fi
 echo "$passed passed, $failed failed"
 if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ]; then exit 1; fi
