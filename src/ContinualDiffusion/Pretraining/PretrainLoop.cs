@@ -25,7 +25,6 @@ internal static class PretrainLoop
             using var scope = torch.NewDisposeScope();
             (double Loss, double GradNorm) Compute()
             {
-                using var attempt = torch.NewDisposeScope(); // a retried step does not hold the failed attempt's tensors
                 var loss = lossOf(step);
                 optimizer.ZeroGrad();
                 loss.backward();

@@ -1,12 +1,6 @@
 using System.Runtime.CompilerServices;
 using ContinualDiffusion.Runtime;
 
-// Test classes run one after another. Why: libtorch is shared native state, and two crashes of the test host
-// under parallel test classes have been seen (stop 8's oneDNN flag flip; one "Test Run Aborted" after 354 passed in
-// a fresh-clone CI run at stop 10, cause not found, not reproduced in the next run). Each test's torch work already
-// uses both cores of the CI machine, so running classes side by side bought little speed.
-[assembly: Xunit.CollectionBehavior(DisableTestParallelization = true)]
-
 namespace ContinualDiffusion.Tests.Support;
 
 /// Settles libtorch's process-wide flags once, before any test runs.
