@@ -35,26 +35,23 @@ public static class TorchSetup
     /// with `scripts/bench.sh train tiny --batch 2 --steps 3` repeated. Batch 1 never showed it. The cost is
     /// about 13% on a UNet forward (SD 1.5, 64×64 latents: 15.3 s → 17.6 s), so sampling keeps oneDNN and only
     /// concept training, where a silent NaN would cost the user a run, switches it off.
-    public static void UseTrainingSafeKernels()
-    {
-        Initialize();
-        try { SetUserEnabledMkldnn(GlobalContext(), false); }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
-        {
-            // A libtorch without this export: training still works; the NaN check remains the safety net.
-        }
-    }
+    public static void UseTrainingSafeKernels() => TrySetMkldnn(false);
 
     /// Turns oneDNN off until the returned scope is disposed, then restores the previous setting. Only for a
     /// single-threaded caller: flipping the flag while another thread is inside a oneDNN convolution crashed
     /// the process (seen with parallel test classes).
     public static IDisposable SuspendMkldnn()
     {
-        Initialize();
         bool was = MkldnnEnabled();
-        try { SetUserEnabledMkldnn(GlobalContext(), false); }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return new Restore(() => { }); }
-        return new Restore(() => SetUserEnabledMkldnn(GlobalContext(), was));
+        return TrySetMkldnn(false) ? new Restore(() => TrySetMkldnn(was)) : new Restore(() => { });
+    }
+
+    /// False on a libtorch without this export: training still works; the NaN checks remain the safety net.
+    private static bool TrySetMkldnn(bool enabled)
+    {
+        Initialize();
+        try { SetUserEnabledMkldnn(GlobalContext(), enabled); return true; }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return false; }
     }
 
     private sealed class Restore(Action restore) : IDisposable
