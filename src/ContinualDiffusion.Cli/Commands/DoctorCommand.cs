@@ -22,8 +22,8 @@ internal static class DoctorCommand
             stdout.WriteLine($"threads          {r.Threads}");
             stdout.WriteLine($"libstdc++        {r.HostLibStdCxx}");
             stdout.WriteLine($"compat patch     {r.CompatPatch}");
-            using var x = TorchSharp.torch.ones(2, 2);
-            stdout.WriteLine($"tensor check     {(x.sum().item<float>() == 4f ? "ok" : "FAILED")}");
+            using (TorchSharp.torch.NewDisposeScope())
+                stdout.WriteLine($"tensor check     {(TorchSharp.torch.ones(2, 2).sum().item<float>() == 4f ? "ok" : "FAILED")}");
             return ExitCodes.Ok;
         });
         return cmd;

@@ -48,6 +48,7 @@ internal static class SampleCommand
                 : StableDiffusion.Load(DiffusersFolder.Open(modelDir!.FullName), TorchEnvironment.DefaultDevice());
             Log.Information("Loaded the model in {Seconds:F1} s", clock.Elapsed.TotalSeconds);
 
+            using var initialLatents = parse.GetValue(latents) is { } lf ? ReadLatents(lf.FullName) : null;
             var request = new SampleRequest
             {
                 Prompt = parse.GetValue(prompt)!,
@@ -59,7 +60,7 @@ internal static class SampleCommand
                 NumImages = parse.GetValue(numImages),
                 Height = parse.GetValue(height),
                 Width = parse.GetValue(width),
-                Latents = parse.GetValue(latents) is { } lf ? ReadLatents(lf.FullName) : null,
+                Latents = initialLatents,
             };
             var schedulerName = request.Scheduler ?? SchedulerFactory.DefaultName(sd.SchedulerConfig);
             var bar = new ProgressBar("sampling", request.Steps, stderr);

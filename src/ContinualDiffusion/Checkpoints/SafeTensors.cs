@@ -206,8 +206,8 @@ public sealed class SafeTensorsFile : IDisposable
             stream.Write(headerBytes);
             foreach (var n in names)
             {
-                using var c = tensors[n].detach().cpu().contiguous();
-                stream.Write(c.bytes);
+                using var scope = torch.NewDisposeScope(); // detach/cpu/contiguous each make a tensor
+                stream.Write(tensors[n].detach().cpu().contiguous().bytes);
             }
         });
     }

@@ -17,6 +17,9 @@ public static class StateDictLoader
     /// `text_model.embeddings.position_ids`).
     public static void LoadStrict(nn.Module module, SafeTensorsFile file, Func<string, bool>? ignoreUnexpected = null, string? keyPrefix = null)
     {
+        // Enumerating a module's parameters can make new Tensor wrappers for them (TorchSharp's native modules):
+        // the scope owns those wrappers (never the module's own parameters, which are detached from every scope).
+        using var scope = torch.NewDisposeScope();
         var targets = Targets(module);
         string Key(string name) => keyPrefix is null ? name : keyPrefix + name;
 
@@ -43,7 +46,8 @@ public static class StateDictLoader
         using var noGrad = torch.no_grad();
         foreach (var (name, target) in targets)
         {
-            using var source = file.Read(Key(name));
+            using var step = torch.NewDisposeScope(); // the cast's temporary stays owned during copy_
+            var source = file.Read(Key(name));
             target.copy_(source.to_type(target.dtype));
         }
     }

@@ -13,8 +13,8 @@ public static class ClassifierTraining
 
     public static FashionClassifier Train(FashionMnist.Split train, Options o, Action<string>? progress = null)
     {
-        torch.manual_seed(o.Seed);
-        var model = new FashionClassifier();
+        torch.manual_seed(o.Seed).Dispose(); // seeds the global generator; the returned wrapper is ours to free
+        var model = Runtime.TensorOwnership.Build(() => new FashionClassifier());
         model.train();
         using var optimizer = new AdamW([new AdamW.Group("classifier", model.parameters().Cast<Tensor>().ToList(), o.LearningRate, WeightDecay: 1e-4)]);
         var rng = new Random((int)o.Seed);
@@ -71,7 +71,7 @@ public static class ClassifierTraining
 
     public static FashionClassifier Load(string path)
     {
-        var model = new FashionClassifier();
+        var model = Runtime.TensorOwnership.Build(() => new FashionClassifier());
         StateDictLoader.LoadStrict(model, path);
         model.eval();
         return model;

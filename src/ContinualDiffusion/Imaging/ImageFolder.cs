@@ -80,9 +80,9 @@ public static class ImageFolder
             var bytes = new byte[resolution * resolution * 3];
             rgb.CopyPixelDataTo(bytes);
             problem = "";
-            using var hwc = torch.tensor(bytes, [resolution, resolution, 3]);
-            using var scaled = hwc.to_type(ScalarType.Float32) / 127.5f - 1f;
-            return scaled.permute(2, 0, 1).contiguous();
+            using var scope = torch.NewDisposeScope();
+            var scaled = torch.tensor(bytes, [resolution, resolution, 3]).to_type(ScalarType.Float32) / 127.5f - 1f;
+            return scaled.permute(2, 0, 1).contiguous().MoveToOuterDisposeScope();
         }
         catch (UnknownImageFormatException) { problem = "not a PNG, JPEG, WebP or BMP image"; return null; }
         catch (InvalidImageContentException e) { problem = $"corrupt image: {e.Message}"; return null; }

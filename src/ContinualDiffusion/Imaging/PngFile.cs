@@ -37,7 +37,9 @@ public static class PngFile
         using var img = Image.Load<Rgb24>(path);
         var pixels = new byte[img.Width * img.Height * 3];
         img.CopyPixelDataTo(pixels);
-        var t = torch.tensor(pixels, [img.Height, img.Width, 3]).to_type(ScalarType.Float32) / 255f;
+        Tensor t;
+        using (torch.NewDisposeScope())
+            t = (torch.tensor(pixels, [img.Height, img.Width, 3]).to_type(ScalarType.Float32) / 255f).MoveToOuterDisposeScope();
         var text = img.Metadata.GetPngMetadata().TextData.ToDictionary(d => d.Keyword, d => d.Value);
         return (t, text);
     }

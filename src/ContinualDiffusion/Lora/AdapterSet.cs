@@ -61,14 +61,17 @@ public sealed class AdapterSet : IDisposable
             if (!factors.TryAdd(layer.LayerName, new LoraFactors(Snapshot(layer.LoraA), Snapshot(layer.LoraB))))
                 throw new AdapterFormatException($"adapter for task {metadata.Task}: layer '{layer.LayerName}' appears twice");
         }
-        var token = Snapshot(tokenEmbedding.dim() == 1 ? tokenEmbedding.unsqueeze(0) : tokenEmbedding);
+        Tensor token;
+        using (torch.NewDisposeScope())
+            token = Snapshot(tokenEmbedding.dim() == 1 ? tokenEmbedding.unsqueeze(0) : tokenEmbedding).MoveToOuterDisposeScope();
         return new AdapterSet(metadata, factors, token);
     }
 
     private static Tensor Snapshot(Tensor t)
     {
         using var noGrad = torch.no_grad();
-        return t.detach().cpu().clone();
+        using var scope = torch.NewDisposeScope();
+        return t.detach().cpu().clone().MoveToOuterDisposeScope();
     }
 
     internal static string KeyA(string layer) => layer + ".lora_A";

@@ -47,7 +47,11 @@ public sealed class AutoencoderKL : nn.Module
     }
 
     /// exp(0.5 * logvar), the posterior's standard deviation.
-    public static Tensor Std(Tensor logVar) => (0.5 * logVar).exp();
+    public static Tensor Std(Tensor logVar)
+    {
+        using var half = 0.5 * logVar;
+        return half.exp();
+    }
 
     /// One posterior sample: mean + std * N(0, 1) (noise drawn with `generator` for reproducibility).
     public static Tensor SamplePosterior(Tensor mean, Tensor logVar, Generator? generator = null)

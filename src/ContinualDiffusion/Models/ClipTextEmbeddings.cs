@@ -24,10 +24,18 @@ public sealed class ClipTextEmbeddings : nn.Module
     }
 
     /// The (vocab, hidden) token embedding matrix.
-    public Parameter TokenWeight => token_embedding.weight ?? throw new InvalidOperationException("token_embedding has no weight");
+    /// The module's own registered parameter, owned by the module (TorchSharp's `Embedding.weight` getter would
+    /// make a new, unowned wrapper on every call: Runtime/TensorOwnership).
+    public Parameter TokenWeight => token_embedding.get_parameter("weight") ?? throw new InvalidOperationException("token_embedding has no weight");
 
     /// Swaps in a new token embedding matrix (same hidden size), keeping the parameter name.
-    internal void ReplaceTokenWeight(Parameter weight) => token_embedding.weight = weight;
+    /// The replaced parameter is disposed; the module owns `weight` from then on.
+    internal void ReplaceTokenWeight(Parameter weight)
+    {
+        var previous = TokenWeight;
+        token_embedding.weight = weight;
+        previous.Dispose();
+    }
 
     /// inputIds: int64 (batch, tokens) -> (batch, tokens, hidden).
     /// `tokenOverrides` replaces the embedding of the given ids by the given (hidden) or (1, hidden) rows:

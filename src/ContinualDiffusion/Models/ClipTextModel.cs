@@ -32,7 +32,7 @@ public sealed class ClipTextModel : nn.Module<Tensor, Tensor>
     public static ClipTextModel FromPretrained(string textEncoderDir, Device? device = null)
     {
         var config = ClipTextConfig.Load(Path.Combine(textEncoderDir, ConfigFileName));
-        var model = new ClipTextModel(config, device);
+        var model = Runtime.TensorOwnership.Build(() => new ClipTextModel(config, device));
         try
         {
             model.LoadWeights(Path.Combine(textEncoderDir, WeightsFileName));
@@ -92,9 +92,8 @@ public sealed class ClipTextModel : nn.Module<Tensor, Tensor>
             var fresh = torch.randn(newVocabSize - oldRows, hidden, dtype: ScalarType.Float32, generator: generator) * std;
             grown = torch.cat([old.detach(), fresh.to(old.dtype).to(old.device)], 0).MoveToOuterDisposeScope();
         }
-        text_model.Embeddings.ReplaceTokenWeight(new Parameter(grown, old.requires_grad));
-        Config = Config with { VocabSize = newVocabSize };
-        old.Dispose();
+        text_model.Embeddings.ReplaceTokenWeight((Parameter)new Parameter(grown, old.requires_grad).DetachFromDisposeScope());
+        Config = Config with { VocabSize = newVocabSize }; // `old` was disposed by ReplaceTokenWeight
     }
 
     /// A copy of one token's embedding row, shape (hidden), detached from the graph.
@@ -103,8 +102,8 @@ public sealed class ClipTextModel : nn.Module<Tensor, Tensor>
         var weight = text_model.Embeddings.TokenWeight;
         CheckTokenId(tokenId, weight);
         using var noGrad = torch.no_grad();
-        using var row = weight[tokenId];
-        return row.detach().clone();
+        using var scope = torch.NewDisposeScope();
+        return weight[tokenId].detach().clone().MoveToOuterDisposeScope();
     }
 
     /// Overwrites one token's embedding row with `row` of shape (hidden) or (1, hidden).
@@ -115,9 +114,8 @@ public sealed class ClipTextModel : nn.Module<Tensor, Tensor>
         if (row.numel() != weight.shape[1])
             throw new ArgumentException($"embedding row has shape [{string.Join(", ", row.shape)}], expected [{weight.shape[1]}]", nameof(row));
         using var noGrad = torch.no_grad();
-        using var target = weight[tokenId];
-        using var source = row.reshape(weight.shape[1]).to(weight.dtype).to(weight.device);
-        target.copy_(source);
+        using var scope = torch.NewDisposeScope();
+        weight[tokenId].copy_(row.reshape(weight.shape[1]).to(weight.dtype).to(weight.device));
     }
 
     private static void CheckTokenId(long tokenId, Tensor weight)

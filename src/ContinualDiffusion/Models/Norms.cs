@@ -14,7 +14,7 @@ internal static class Norms
         using (torch.no_grad())
         {
             norm.weight!.fill_(1.0);
-            norm.bias!.zero_();
+            norm.bias!.fill_(0.0);
         }
         return norm;
     }

@@ -26,9 +26,9 @@ public sealed class StableDiffusion : IDisposable
         Runtime.TorchSetup.Initialize();
         device ??= torch.CPU;
         var textEncoder = ClipTextModel.FromPretrained(Path.GetDirectoryName(folder.TextEncoderWeightsPath)!, device);
-        var unet = new UNet2DConditionModel(UNetConfig.Load(folder.UnetConfigPath));
+        var unet = Runtime.TensorOwnership.Build(() => new UNet2DConditionModel(UNetConfig.Load(folder.UnetConfigPath)));
         StateDictLoader.LoadStrict(unet, folder.UnetWeightsPath);
-        var vae = new AutoencoderKL(VaeConfig.Load(folder.VaeConfigPath));
+        var vae = Runtime.TensorOwnership.Build(() => new AutoencoderKL(VaeConfig.Load(folder.VaeConfigPath)));
         StateDictLoader.LoadStrict(vae, folder.VaeWeightsPath);
         unet.to(device).eval();
         vae.to(device).eval();
@@ -46,6 +46,7 @@ public sealed class StableDiffusion : IDisposable
     /// Freezes every weight (training then opts the adapters and the new token in explicitly).
     public void Freeze()
     {
+        using var scope = torch.NewDisposeScope(); // owns any parameter wrappers the enumeration makes
         foreach (var p in TextEncoder.parameters()) p.requires_grad = false;
         foreach (var p in Unet.parameters()) p.requires_grad = false;
         foreach (var p in Vae.parameters()) p.requires_grad = false;

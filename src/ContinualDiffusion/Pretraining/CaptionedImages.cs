@@ -113,8 +113,8 @@ public sealed class CaptionedImages : IDisposable
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         sha.AppendData(Encoding.UTF8.GetBytes($"{string.Join(",", pixels.shape)}\n"));
-        using var cpu = pixels.cpu().contiguous();
-        sha.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(cpu.data<float>().ToArray().AsSpan()));
+        using (torch.NewDisposeScope())
+            sha.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(pixels.cpu().contiguous().data<float>().ToArray().AsSpan()));
         foreach (var c in captions) sha.AppendData(Encoding.UTF8.GetBytes(c + "\n"));
         return Convert.ToHexStringLower(sha.GetHashAndReset());
     }

@@ -73,9 +73,9 @@ internal static class PretrainedModelWriter
     private static void Weights(string path, nn.Module module)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        using var scope = torch.NewDisposeScope(); // the state dict's detached CPU copies
         var state = module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().contiguous());
-        try { SafeTensorsFile.Save(path, state, new Dictionary<string, string> { ["format"] = "pt" }); }
-        finally { foreach (var t in state.Values) t.Dispose(); }
+        SafeTensorsFile.Save(path, state, new Dictionary<string, string> { ["format"] = "pt" });
     }
 
     /// Moves the finished folder into place; an existing one (only with --force) is moved aside first and

@@ -83,18 +83,18 @@ public static class Pretrainer
     /// Fresh modules from the architecture, initialised from the seed (the text encoder keeps this init).
     private static StableDiffusion Build(PretrainArchitecture arch, PretrainRequest r)
     {
-        torch.manual_seed(r.Seed);
+        torch.manual_seed(r.Seed).Dispose(); // seeds the global generator; the returned wrapper is ours to free
         var vaeConfig = arch.VaeConfig(r.Resolution, 1.0);
         var latentSide = r.Resolution / vaeConfig.VaeScaleFactor;
-        var textEncoder = new ClipTextModel(arch.TextEncoderConfig());
+        var textEncoder = TensorOwnership.Build(() => new ClipTextModel(arch.TextEncoderConfig()));
         textEncoder.eval();
         foreach (var p in textEncoder.parameters()) p.requires_grad = false;
         return new StableDiffusion
         {
             Tokenizer = ClipTokenizer.FromFolder(PretrainArchitecture.BundledTokenizerFolder),
             TextEncoder = textEncoder,
-            Unet = new UNet2DConditionModel(arch.UnetConfig(latentSide)),
-            Vae = new AutoencoderKL(vaeConfig),
+            Unet = TensorOwnership.Build(() => new UNet2DConditionModel(arch.UnetConfig(latentSide))),
+            Vae = TensorOwnership.Build(() => new AutoencoderKL(vaeConfig)),
             SchedulerConfig = arch.SchedulerConfig(),
             Device = torch.CPU, // the trainers keep data and modules on the CPU
         };

@@ -67,8 +67,9 @@ internal static class UNetPretrainer
         {
             for (int start = 0; start < distinct.Count; start += 256)
             {
+                using var scope = torch.NewDisposeScope();
                 using var ids = model.Tokenize(distinct.Skip(start).Take(256).ToList());
-                parts.Add(model.TextEncoder.forward(ids).cpu());
+                parts.Add(model.TextEncoder.forward(ids).cpu().MoveToOuterDisposeScope());
             }
             return (torch.cat(parts), captions.Select(c => row[c]).ToArray());
         }

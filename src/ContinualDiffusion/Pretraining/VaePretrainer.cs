@@ -64,7 +64,8 @@ internal static class VaePretrainer
     /// 1 / std of the latents, so scaled latents have unit variance like the noise the UNet is trained against.
     public static double ScalingFactor(Tensor latents)
     {
-        double std = latents.std().item<float>();
+        using var stdTensor = latents.std();
+        double std = stdTensor.item<float>();
         return std > 1e-8 ? 1.0 / std : 1.0;
     }
 }

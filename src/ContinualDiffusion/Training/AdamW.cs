@@ -25,6 +25,7 @@ public sealed class AdamW : IDisposable
 
     public void ZeroGrad()
     {
+        using var scope = torch.NewDisposeScope(); // `p.grad` and `zero_()` each return a new wrapper
         foreach (var p in Parameters) p.grad?.zero_();
     }
 
@@ -34,6 +35,7 @@ public sealed class AdamW : IDisposable
         StepCount++;
         double bc1 = 1 - Math.Pow(_beta1, StepCount), bc2 = 1 - Math.Pow(_beta2, StepCount);
         using var noGrad = torch.no_grad();
+        using var scope = torch.NewDisposeScope(); // `p.grad` returns a new wrapper on every call
         foreach (var g in _groups)
         {
             foreach (var p in g.Parameters)

@@ -42,6 +42,9 @@ public static class ContinualTraining
     {
         var config = r.Config.Validated("training options");
         var run = new RunDirectory(r.RunDir);
+        // One scope for the whole task (Runtime/TensorOwnership): whatever temporaries the steps below make
+        // outside their own scopes stay owned until the task ends; nothing it returns is a tensor.
+        using var taskScope = torch.NewDisposeScope();
         using var runLock = RunLock.Acquire(run.Root, warn);
         var manifest = run.TryReadManifest();
         var (folder, baseHash) = ResolveBaseModel(r, manifest);
@@ -81,7 +84,10 @@ public static class ContinualTraining
             stepTimes.Add(report.StepSeconds);
             progress?.Invoke(report);
             if (config.CheckpointEvery > 0 && report.Step % config.CheckpointEvery == 0 && report.Step < config.Steps)
+            {
+                using var scope = torch.NewDisposeScope(); // the step counters CheckpointTensors makes
                 SafeTensorsFile.Save(checkpointPath, trainer.CheckpointTensors(), new Dictionary<string, string> { ["identity"] = checkpointIdentity });
+            }
             if (r.SampleEvery > 0 && report.Step % r.SampleEvery == 0)
                 WriteValidationSample(model, trainer, token, run.SamplesDir(r.Task), report.Step, config.Seed);
         }, cancel);
@@ -180,8 +186,8 @@ public static class ContinualTraining
 
     private static void WriteValidationSample(StableDiffusion model, TaskTrainer trainer, string token, string dir, int step, long seed)
     {
-        model.TextEncoder.SetTokenEmbedding(trainer.TokenId, trainer.TokenEmbedding.detach());
         using var scope = torch.NewDisposeScope();
+        model.TextEncoder.SetTokenEmbedding(trainer.TokenId, trainer.TokenEmbedding.detach());
         var image = new TextToImagePipeline(model).Generate(new SampleRequest { Prompt = $"a photo of {token}", Steps = 20, Seed = seed });
         PngFile.Save(image[0], Path.Combine(dir, $"step-{step:D5}.png"), new Dictionary<string, string> { ["prompt"] = $"a photo of {token}", ["step"] = step.ToString() });
     }

@@ -48,7 +48,11 @@ public sealed class TaskTrainer : IDisposable
         TorchSetup.UseTrainingSafeKernels();
         using var init = new Generator(unchecked((ulong)Mix(config.Seed, task, -1)));
         _layers = LoraInjector.Inject(model.CrossAttentionKeyValueTargets(), config.Rank, pastDeltas, init);
-        _token = new TorchSharp.Modules.Parameter(model.TextEncoder.GetTokenEmbedding(tokenId).to(model.Device).unsqueeze(0), requires_grad: true);
+        using (torch.NewDisposeScope()) // the lookup's temporaries stay owned until the parameter is made
+        {
+            _token = new TorchSharp.Modules.Parameter(model.TextEncoder.GetTokenEmbedding(tokenId).to(model.Device).unsqueeze(0), requires_grad: true);
+            _token.DetachFromDisposeScope(); // owned by this trainer (Dispose)
+        }
         _trainable = [.. LoraInjector.TrainableParameters(_layers), _token];
         _optimizer = new AdamW(
         [
@@ -156,11 +160,12 @@ public sealed class TaskTrainer : IDisposable
     }
 
     /// The finished task's adapter (detached CPU copies).
-    public AdapterSet ToAdapterSet(AdapterMetadata metadata) => AdapterSet.FromLayers(_layers, _token.detach(), metadata);
+    public AdapterSet ToAdapterSet(AdapterMetadata metadata) => AdapterSet.FromLayers(_layers, _token, metadata);
 
     public void Dispose()
     {
         _optimizer.Dispose();
         foreach (var ids in _templateIds) ids.Dispose();
+        _token.Dispose();
     }
 }

@@ -21,9 +21,13 @@ public static class CliRunner
     }
 
     /// Runs the built `cdiff` executable (cdiff.dll next to the tests) as a separate process.
-    public static CliResult RunProcess(params string[] args)
+    public static CliResult RunProcess(params string[] args) => RunProcess(new Dictionary<string, string>(), args);
+
+    /// The same with extra environment variables for the child process.
+    public static CliResult RunProcess(IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var (k, v) in environment) psi.Environment[k] = v;
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "cdiff.dll"));
         foreach (var a in args) psi.ArgumentList.Add(a);
         using var p = System.Diagnostics.Process.Start(psi)!;
