@@ -10,6 +10,8 @@
 #       trains the Fashion-MNIST scoring classifier: wall time and test accuracy
 #   scripts/bench.sh prompts --model DIR [--samples 20] [--recon 200]
 #       how often a base model's class prompts draw the asked class (judged by the cached classifier)
+#   scripts/bench.sh robustness [--per-loader 250] [--kills 20] [--seed 0] [--report FILE]
+#       damaged safetensors, images, configs, manifests, pickles and kill -9 fed to cdiff: crashes, wrong exit codes
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -23,8 +25,8 @@ case "$mode" in
     arch="sd15"; [[ "$mode" == train ]] && arch="tiny"
     if [[ $# -gt 0 && "$1" != --* ]]; then arch="$1"; shift; fi
     exec "${bench[@]}" "$mode" --model-config "configs/models/$arch.json" --tokenizer tests/fixtures/sd-tiny/tokenizer "$@" ;;
-  classifier|prompts)
+  classifier|prompts|robustness)
     exec "${bench[@]}" "$mode" "$@" ;;
   *)
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -8,6 +8,8 @@ using static TorchSharp.torch;
 // calls it: one batch of 2 (unconditional + conditional) per step. Prints per-forward times and peak RSS.
 //
 //   bench-unet [--config unet.json] [--size 64] [--batch 2] [--runs 3] [--threads N] [--context 77]
+if (args.Length > 0 && args[0] == "robustness") return ContinualDiffusion.Benchmarks.Robustness.RobustnessBenchmark.Run(args[1..]);
+if (args.Length > 0 && args[0] == "robustness-worker") return ContinualDiffusion.Benchmarks.Robustness.CliWorker.Serve();
 if (args.Length > 0 && args[0] == "train") return ContinualDiffusion.Benchmarks.TrainBenchmark.Run(args[1..]);
 if (args.Length > 0 && args[0] == "prompts") return ContinualDiffusion.Benchmarks.PromptAccuracyBenchmark.Run(args[1..]);
 if (args.Length > 0 && args[0] == "classifier") return ContinualDiffusion.Benchmarks.ClassifierBenchmark.Run(args[1..]);

@@ -32,7 +32,7 @@ internal static class StatusCommand
                 return ExitCodes.Ok;
             }
             foreach (var p in status.Problems) stdout.WriteLine($"integrity    FAILED: {p}");
-            return ExitCodes.BadInput;
+            throw new InputException($"{new RunDirectory(parse.GetValue(run)!.FullName).ManifestPath}: {status.Problems.Count} integrity problem(s); the first: {status.Problems[0]}");
         });
         return cmd;
     }

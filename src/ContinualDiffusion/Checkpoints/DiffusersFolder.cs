@@ -26,8 +26,14 @@ public sealed class DiffusersFolder
     public static DiffusersFolder Open(string path)
     {
         var root = Path.GetFullPath(path);
+        if (File.Exists(root))
+        {
+            PickleRefusal.ThrowIfPickle(root, "the model");
+            throw new InputException($"{root}: is a file; expected a diffusers-format Stable Diffusion folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)");
+        }
         if (!Directory.Exists(root)) throw new InputException($"{root}: model folder not found (expected a diffusers-format Stable Diffusion folder)");
         Require(Path.Combine(root, "model_index.json"), "a diffusers-format folder starts with model_index.json");
+        RequireJsonObject(Path.Combine(root, "model_index.json"));
         foreach (var component in new[] { "unet", "vae", "text_encoder", "tokenizer", "scheduler" })
             if (!Directory.Exists(Path.Combine(root, component)))
                 throw new InputException($"{Path.Combine(root, component)}: missing component folder (a diffusers-format folder has unet/, vae/, text_encoder/, tokenizer/, scheduler/)");
@@ -51,7 +57,19 @@ public sealed class DiffusersFolder
         if (File.Exists(plain)) return plain;
         var fp16 = Path.Combine(root, component, stem + ".fp16.safetensors");
         if (File.Exists(fp16)) return fp16;
-        throw new InputException($"{plain}: missing (weights must be safetensors; .bin checkpoints are not supported)");
+        var pickle = Path.Combine(root, component, stem + ".bin");
+        if (File.Exists(pickle)) throw PickleRefusal.Refuse(pickle, $"the {component} weights ({stem}.safetensors)");
+        throw new InputException($"{plain}: missing (the {component} weights, as safetensors)");
+    }
+
+    private static void RequireJsonObject(string file)
+    {
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(file));
+            if (doc.RootElement.ValueKind != System.Text.Json.JsonValueKind.Object) throw new InputException($"{file}: expected a JSON object");
+        }
+        catch (System.Text.Json.JsonException e) { throw new InputException($"{file}: not valid JSON ({e.Message})"); }
     }
 
     private static void Require(string file, string what)

@@ -36,12 +36,19 @@ public sealed class SafeTensorsFile : IDisposable
 
     public static SafeTensorsFile Open(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: safetensors file not found", path);
+        if (!File.Exists(path))
+            throw Directory.Exists(path) ? new InputException($"{path}: is a folder, expected a .safetensors file") : new FileNotFoundException($"{path}: safetensors file not found", path);
+        PickleRefusal.ThrowIfPickle(path, "the tensors");
         var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         try
         {
             var (tensors, metadata, dataStart) = ReadHeader(stream, path);
             return new SafeTensorsFile(path, stream, dataStart, tensors, metadata);
+        }
+        catch (InvalidOperationException e) // System.Text.Json: names or strings that are not valid UTF-8
+        {
+            stream.Dispose();
+            throw new SafeTensorsFormatException($"{path}: header is not valid UTF-8 JSON ({e.Message})");
         }
         catch
         {
@@ -88,6 +95,7 @@ public sealed class SafeTensorsFile : IDisposable
                     metadata[m.Name] = m.Value.ValueKind == JsonValueKind.String ? m.Value.GetString()! : m.Value.GetRawText();
                 continue;
             }
+            if (tensors.ContainsKey(prop.Name)) throw new SafeTensorsFormatException($"{path}: tensor '{prop.Name}' appears twice in the header");
             tensors[prop.Name] = ParseEntry(prop, path, dataLen);
         }
 
@@ -119,14 +127,15 @@ public sealed class SafeTensorsFile : IDisposable
         int i = 0;
         foreach (var d in sh.EnumerateArray())
         {
-            if (!d.TryGetInt64(out var v) || v < 0) throw new SafeTensorsFormatException($"{path}: tensor '{name}' has an invalid shape");
+            if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out var v) || v < 0) throw new SafeTensorsFormatException($"{path}: tensor '{name}' has an invalid shape");
             shape[i++] = v;
-            count = checked(count * v);
+            if (v != 0 && count > dataLen / v) count = long.MaxValue; // more elements than the file has bytes: fails below
+            else count *= v;
         }
-        if (!off[0].TryGetInt64(out var begin) || !off[1].TryGetInt64(out var end) || begin < 0 || end < begin || end > dataLen)
+        if (off[0].ValueKind != JsonValueKind.Number || off[1].ValueKind != JsonValueKind.Number || !off[0].TryGetInt64(out var begin) || !off[1].TryGetInt64(out var end) || begin < 0 || end < begin || end > dataLen)
             throw new SafeTensorsFormatException($"{path}: tensor '{name}' has data offsets outside the file (truncated?)");
-        if (end - begin != checked(count * size))
-            throw new SafeTensorsFormatException($"{path}: tensor '{name}' holds {end - begin} bytes, shape × {dtype} needs {count * size}");
+        if (count == long.MaxValue || end - begin != count * size)
+            throw new SafeTensorsFormatException($"{path}: tensor '{name}' holds {end - begin} bytes, shape [{string.Join(", ", shape)}] × {dtype} needs {(count == long.MaxValue ? "more than the file holds" : (count * size).ToString())}");
         return new SafeTensorInfo(name, dtype, shape, begin, end);
     }
 
@@ -179,10 +188,24 @@ public sealed class SafeTensorsFile : IDisposable
 
     /// Writes tensors (sorted by name, as the reference implementation does) with optional string metadata,
     /// atomically: a temp file in the same folder, flushed, then renamed over the destination.
-    public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    /// With `checksum`, the metadata also holds "data_sha256", the SHA-256 of the data section, which
+    /// <see cref="VerifyChecksum"/> checks (for files that are small and must be exactly what was written: run
+    /// checkpoints).
+    public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null,
+        bool checksum = false)
     {
         var names = tensors.Keys.OrderBy(k => k, StringComparer.Ordinal).ToList();
         var header = new Dictionary<string, object>(StringComparer.Ordinal);
+        if (checksum)
+        {
+            using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+            foreach (var n in names)
+            {
+                using var scope = torch.NewDisposeScope();
+                sha.AppendData(tensors[n].detach().cpu().contiguous().bytes);
+            }
+            metadata = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>()) { [ChecksumKey] = Convert.ToHexStringLower(sha.GetHashAndReset()) };
+        }
         if (metadata is { Count: > 0 }) header["__metadata__"] = metadata;
         long offset = 0;
         foreach (var n in names)
@@ -210,6 +233,22 @@ public sealed class SafeTensorsFile : IDisposable
                 stream.Write(tensors[n].detach().cpu().contiguous().bytes);
             }
         });
+    }
+
+    public const string ChecksumKey = "data_sha256";
+
+    /// Compares the data section with the "data_sha256" the writer recorded; a file without one passes.
+    public void VerifyChecksum()
+    {
+        if (!Metadata.TryGetValue(ChecksumKey, out var expected)) return;
+        string actual;
+        lock (_stream)
+        {
+            _stream.Seek(_dataStart, SeekOrigin.Begin);
+            actual = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(_stream));
+        }
+        if (!string.Equals(actual, expected, StringComparison.OrdinalIgnoreCase))
+            throw new SafeTensorsFormatException($"{Path}: the data does not match the checksum written with it (the file is damaged)");
     }
 
     public void Dispose() => _stream.Dispose();

@@ -87,6 +87,13 @@ public static class ImageFolder
         catch (UnknownImageFormatException) { problem = "not a PNG, JPEG, WebP or BMP image"; return null; }
         catch (InvalidImageContentException e) { problem = $"corrupt image: {e.Message}"; return null; }
         catch (NotSupportedException e) { problem = $"unsupported image: {e.Message}"; return null; }
+        catch (ImageFormatException e) { problem = $"corrupt image: {e.Message}"; return null; }
+        catch (Exception e) when (e is not InputException and not OutOfMemoryException and not IOException and not UnauthorizedAccessException)
+        {
+            // A decoder that trips over hostile bytes (index or arithmetic errors): the file is unusable, not the run.
+            problem = $"cannot decode: {e.GetType().Name}: {e.Message}";
+            return null;
+        }
     }
 
     /// SHA-256 over the used files' names and bytes, in order: identifies the image set in the manifest

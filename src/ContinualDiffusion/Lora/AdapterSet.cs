@@ -5,7 +5,7 @@ namespace ContinualDiffusion.Lora;
 
 /// An adapter file or adapter set that is malformed or does not fit the model: the message names the file
 /// (or the adapter) and the key.
-public sealed class AdapterFormatException(string message) : Exception(message);
+public sealed class AdapterFormatException(string message) : InputException(message);
 
 /// One layer's low-rank factors: A is [out, r] (up), B is [r, in] (down), delta = A·B is [out, in].
 public sealed record LoraFactors(Tensor A, Tensor B)

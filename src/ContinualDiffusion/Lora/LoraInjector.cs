@@ -52,6 +52,12 @@ public static class LoraInjector
             if (extra is not null) throw new ArgumentException($"past delta for '{extra}', which is not an adapted layer", nameof(pastDeltas));
         }
 
+        // A rank the model cannot hold is the user's option, not a bug: say so before building anything.
+        var smallest = list.Select(t => t.Base.weight!).MinBy(w => Math.Min(w.shape[0], w.shape[1]))!;
+        long maxRank = Math.Min(smallest.shape[0], smallest.shape[1]);
+        if (rank < 1 || rank > maxRank)
+            throw new InputException($"--rank {rank}: must be in 1..{maxRank} for this model (its smallest adapted layer is [{smallest.shape[0]}, {smallest.shape[1]}])");
+
         // Build every wrapper before replacing anything, so a bad shape leaves the model untouched.
         var layers = list.Select(t => new ContinualLoraLinear(t.Name, t.Base, rank, pastDeltas?[t.Name], generator)).ToList();
         for (int i = 0; i < list.Count; i++) list[i].Replace(layers[i]);

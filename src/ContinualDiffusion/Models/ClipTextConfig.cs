@@ -43,6 +43,11 @@ public sealed record ClipTextConfig
         return config;
     }
 
+    /// A lower bound of the parameter count (attention and MLP weights, token and position embeddings), for
+    /// refusing a config that does not fit its weights before building it.
+    public double MinimumParameters() =>
+        NumHiddenLayers * (4.0 * HiddenSize * HiddenSize + 2.0 * HiddenSize * IntermediateSize) + ((double)VocabSize + MaxPositionEmbeddings) * HiddenSize;
+
     /// Rejects values this implementation cannot honour, naming the file and key.
     public void Validate(string source)
     {
@@ -56,6 +61,8 @@ public sealed record ClipTextConfig
         RequirePositive(IntermediateSize, "intermediate_size", source);
         RequirePositive(NumAttentionHeads, "num_attention_heads", source);
         RequirePositive(NumHiddenLayers, "num_hidden_layers", source);
+        if (NumHiddenLayers > MaxLayers)
+            throw new ConfigException($"{source}: key 'num_hidden_layers': {NumHiddenLayers} is far beyond any CLIP text encoder (at most {MaxLayers} accepted)");
         RequirePositive(MaxPositionEmbeddings, "max_position_embeddings", source);
         RequirePositive(VocabSize, "vocab_size", source);
         if (HiddenSize % NumAttentionHeads != 0)
@@ -65,6 +72,9 @@ public sealed record ClipTextConfig
         if (TorchDtype is not (null or "float32" or "float16" or "bfloat16"))
             throw new ConfigException($"{source}: key 'torch_dtype': expected float32, float16 or bfloat16, got '{TorchDtype}'");
     }
+
+    /// A sanity bound (real encoders have 12–32 layers) that keeps a damaged config from building a huge model.
+    private const int MaxLayers = 1024;
 
     private static void RequirePositive(int value, string key, string source)
     {

@@ -32,6 +32,7 @@ public sealed class ClipTextModel : nn.Module<Tensor, Tensor>
     public static ClipTextModel FromPretrained(string textEncoderDir, Device? device = null)
     {
         var config = ClipTextConfig.Load(Path.Combine(textEncoderDir, ConfigFileName));
+        WeightsSizeCheck.Require(config.MinimumParameters(), Path.Combine(textEncoderDir, ConfigFileName), Path.Combine(textEncoderDir, WeightsFileName));
         var model = Runtime.TensorOwnership.Build(() => new ClipTextModel(config, device));
         try
         {

@@ -25,11 +25,27 @@ public sealed class StableDiffusion : IDisposable
     {
         Runtime.TorchSetup.Initialize();
         device ??= torch.CPU;
+        var unetConfig = UNetConfig.Load(folder.UnetConfigPath);
+        var vaeConfig = VaeConfig.Load(folder.VaeConfigPath);
+        WeightsSizeCheck.Require(unetConfig.MinimumParameters(), folder.UnetConfigPath, folder.UnetWeightsPath);
+        WeightsSizeCheck.Require(vaeConfig.MinimumParameters(), folder.VaeConfigPath, folder.VaeWeightsPath);
         var textEncoder = ClipTextModel.FromPretrained(Path.GetDirectoryName(folder.TextEncoderWeightsPath)!, device);
-        var unet = Runtime.TensorOwnership.Build(() => new UNet2DConditionModel(UNetConfig.Load(folder.UnetConfigPath)));
-        StateDictLoader.LoadStrict(unet, folder.UnetWeightsPath);
-        var vae = Runtime.TensorOwnership.Build(() => new AutoencoderKL(VaeConfig.Load(folder.VaeConfigPath)));
-        StateDictLoader.LoadStrict(vae, folder.VaeWeightsPath);
+        UNet2DConditionModel? unet = null;
+        AutoencoderKL? vae = null;
+        try
+        {
+            unet = Runtime.TensorOwnership.Build(() => new UNet2DConditionModel(unetConfig));
+            StateDictLoader.LoadStrict(unet, folder.UnetWeightsPath);
+            vae = Runtime.TensorOwnership.Build(() => new AutoencoderKL(vaeConfig));
+            StateDictLoader.LoadStrict(vae, folder.VaeWeightsPath);
+        }
+        catch
+        {
+            textEncoder.Dispose();
+            unet?.Dispose();
+            vae?.Dispose();
+            throw;
+        }
         unet.to(device).eval();
         vae.to(device).eval();
         return new StableDiffusion

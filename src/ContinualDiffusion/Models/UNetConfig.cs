@@ -89,6 +89,21 @@ public sealed record UNetConfig
     public int[] AttentionHeads() => (NumAttentionHeads ?? AttentionHeadDim)
         .Expand(BlockCount, Source, NumAttentionHeads is null ? "attention_head_dim" : "num_attention_heads");
 
+    /// A lower bound of the parameter count (down blocks' second resnet convolutions and cross-attention K/V
+    /// projections), for refusing a config that does not fit its weights before building it.
+    public double MinimumParameters()
+    {
+        int[] layers = LayersPerBlockList(), transformer = TransformerLayers(), cross = CrossAttentionDims();
+        double total = 0;
+        for (int b = 0; b < BlockCount; b++)
+        {
+            double c = BlockOutChannels[b];
+            total += layers[b] * 9 * c * c;
+            if (DownBlockTypes[b] == CrossAttnDownBlock) total += layers[b] * transformer[b] * 2 * c * cross[b];
+        }
+        return total;
+    }
+
     public int[] LayersPerBlockList() => LayersPerBlock.Expand(BlockCount, Source, "layers_per_block");
 
     public int[] CrossAttentionDims() => CrossAttentionDim.Expand(BlockCount, Source, "cross_attention_dim");
@@ -122,9 +137,10 @@ public sealed record UNetConfig
         Require(ConvOutKernel is > 0 && ConvOutKernel % 2 == 1, s, "conv_out_kernel", ConvOutKernel, "an odd kernel size");
         Require(TimeEmbedDim > 0, s, "time_embedding_dim", TimeEmbeddingDim, "a positive integer");
         RequireAll(AttentionHeads(), h => h > 0, s, NumAttentionHeads is null ? "attention_head_dim" : "num_attention_heads", "positive head counts");
-        RequireAll(LayersPerBlockList(), n => n > 0, s, "layers_per_block", "positive layer counts");
+        RequireAll(LayersPerBlockList(), n => n is > 0 and <= 64, s, "layers_per_block", "layer counts in 1..64");
+        Require(BlockCount <= 16, s, "block_out_channels", BlockOutChannels, "at most 16 blocks");
         RequireAll(CrossAttentionDims(), d => d > 0, s, "cross_attention_dim", "positive widths");
-        RequireAll(TransformerLayers(), n => n > 0, s, "transformer_layers_per_block", "positive layer counts");
+        RequireAll(TransformerLayers(), n => n is > 0 and <= 64, s, "transformer_layers_per_block", "layer counts in 1..64");
 
         Require(ReverseTransformerLayersPerBlock is null || ReverseTransformerLayersPerBlock.Value.ValueKind == JsonValueKind.Null,
             s, "reverse_transformer_layers_per_block", ReverseTransformerLayersPerBlock?.ToString(), "null");

@@ -38,6 +38,10 @@ public sealed record VaeConfig
     /// Pixels per latent cell: 2^(number of blocks - 1) (every block but the last halves the resolution).
     [JsonIgnore] public int VaeScaleFactor => 1 << (BlockOutChannels.Length - 1);
 
+    /// A lower bound of the parameter count (the encoder's second resnet convolutions), for refusing a config
+    /// that does not fit its weights before building it.
+    public double MinimumParameters() => BlockOutChannels.Sum(c => LayersPerBlock * 9.0 * c * c);
+
     public void Validate()
     {
         var s = Source;
@@ -52,6 +56,8 @@ public sealed record VaeConfig
         RequirePositive(s, "out_channels", OutChannels);
         RequirePositive(s, "latent_channels", LatentChannels);
         RequirePositive(s, "layers_per_block", LayersPerBlock);
+        Require(LayersPerBlock <= 64, s, "layers_per_block", LayersPerBlock, "at most 64");
+        Require(n <= 16, s, "block_out_channels", BlockOutChannels, "at most 16 blocks");
         RequirePositive(s, "norm_num_groups", NormNumGroups);
         Require(ActFn == "silu", s, "act_fn", ActFn, "'silu'");
         Require(ScalingFactor > 0, s, "scaling_factor", ScalingFactor, "a positive number");

@@ -36,6 +36,7 @@ public sealed class RunDirectory
                     ?? throw new JsonException("empty");
             if (m.FormatVersion != RunManifest.CurrentFormatVersion)
                 throw new InputException($"{ManifestPath}: format_version {m.FormatVersion} is not supported (expected {RunManifest.CurrentFormatVersion})");
+            m.Validate(ManifestPath);
             return m;
         }
         catch (JsonException e)

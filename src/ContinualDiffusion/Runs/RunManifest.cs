@@ -12,9 +12,32 @@ public sealed record RunManifest
     public int FormatVersion { get; init; } = CurrentFormatVersion;
     public required BaseModelInfo BaseModel { get; init; }
     public required string Method { get; init; }
-    public List<TaskEntry> Tasks { get; init; } = [];
+    public required List<TaskEntry> Tasks { get; init; }
 
     public int LastTask => Tasks.Count == 0 ? 0 : Tasks.Max(t => t.Task);
+
+    /// What the JSON schema cannot say: tasks numbered 1..n once each, each with its own token, a positive rank, a
+    /// known method, and an adapter file inside the run directory. Throws InputException naming `path`.
+    public void Validate(string path)
+    {
+        if (BaseModel is null || string.IsNullOrEmpty(BaseModel.Path) || string.IsNullOrEmpty(BaseModel.Hash))
+            throw new InputException($"{path}: base_model needs a path and a hash");
+        if (!Lora.AdapterMethods.TryParse(Method, out _)) throw new InputException($"{path}: method '{Method}' is not a known method");
+        var numbers = Tasks.Select(t => t.Task).ToList();
+        if (!numbers.SequenceEqual(Enumerable.Range(1, numbers.Count)))
+            throw new InputException($"{path}: tasks must be numbered 1..{numbers.Count} in order, once each (found {string.Join(", ", numbers)})");
+        foreach (var t in Tasks)
+        {
+            string where = $"{path}: task {t.Task}";
+            if (t.Token != Text.ConceptTokens.Name(t.Task)) throw new InputException($"{where}: token '{t.Token}', expected '{Text.ConceptTokens.Name(t.Task)}'");
+            if (t.Rank < 1) throw new InputException($"{where}: rank {t.Rank} must be at least 1");
+            if (!Lora.AdapterMethods.TryParse(t.Method, out _)) throw new InputException($"{where}: method '{t.Method}' is not a known method");
+            if (string.IsNullOrEmpty(t.AdapterFile) || System.IO.Path.IsPathRooted(t.AdapterFile)
+                || t.AdapterFile.Replace('\\', '/').Split('/').Any(part => part is ".." or "."))
+                throw new InputException($"{where}: adapter_file '{t.AdapterFile}' must be a path inside the run directory");
+            if (t.AdapterBytes < 0 || t.AdapterSha256.Length != 64) throw new InputException($"{where}: adapter_bytes/adapter_sha256 are not a size and a SHA-256");
+        }
+    }
 }
 
 public sealed record BaseModelInfo(string Path, string Hash);

@@ -14,6 +14,8 @@ public static class RunModel
     /// The base model folder of a run, refusing a folder whose identity hash differs from the manifest's.
     public static DiffusersFolder BaseFolder(RunManifest manifest, string? modelOverride)
     {
+        if (modelOverride is null && !Directory.Exists(manifest.BaseModel.Path) && !File.Exists(manifest.BaseModel.Path))
+            throw new InputException($"the run's base model {manifest.BaseModel.Path} (named in its {RunDirectory.ManifestName}) is not there; pass --model DIR to say where it is now");
         var folder = DiffusersFolder.Open(modelOverride ?? manifest.BaseModel.Path);
         var hash = folder.ComputeIdentityHash();
         if (hash != manifest.BaseModel.Hash)
@@ -51,6 +53,9 @@ public static class RunModel
     /// Adapters of tasks 1..count, validated as one sequence on this base model.
     public static IReadOnlyList<AdapterSet> LoadAdapters(RunDirectory run, RunManifest manifest, StableDiffusion model, int count)
     {
+        var problems = run.VerifyIntegrity(manifest);
+        if (problems.Count > 0)
+            throw new InputException($"{run.ManifestPath}: {problems[0]}{(problems.Count > 1 ? $" (and {problems.Count - 1} more problems)" : "")}; `cdiff status` lists them");
         var files = manifest.Tasks.OrderBy(t => t.Task).Take(count).Select(t => Path.Combine(run.Root, t.AdapterFile)).ToList();
         var expected = AdapterExpectation.ForWeights(BaseWeights(model)) with
         {

@@ -23,6 +23,18 @@ namespace ContinualDiffusion.Runtime;
 /// Tensors inside a dispose scope are referenced by the scope and never reach the finalizer, so the rule
 /// removes the window entirely instead of patching the calls where it happened to show.
 ///
+/// **What the rule cannot cover: TorchSharp's own Scalars.** `Scalar` has the same raw handle and finalizer, and
+/// TorchSharp makes one, never disposed, for every implicit conversion: `x * 0.5`, `a + b` (its alpha 1),
+/// `BatchNorm`'s `num_batches_tracked.add_(1)`. Dispose scopes do not track Scalars, and most are made inside
+/// TorchSharp where no caller can own them. Their window is short (libtorch reads a Scalar when the op starts),
+/// and it opens only when another thread starts a garbage collection during it. The `cdiff` process does all
+/// torch work on one thread, starts no other thread, and (by the rule) leaves its finalizer thread nothing to
+/// run, so nothing collects concurrently there. A process that collects from other threads does hit it: under
+/// `CDIFF_GC_STRESS=1`, training the scoring classifier (thousands of tiny ops per second) fails within seconds
+/// with libtorch reading a freed Scalar ("Unknown scalar type", "alpha must not be a floating point number").
+/// So: do not run torch work on several threads of one process, and do not call `GC.Collect` while torch
+/// work runs on another thread.
+///
 /// **How it is checked.** <see cref="TensorsLeftToFinalizer"/> counts the tensors the finalizer thread has
 /// disposed in this process. With `CDIFF_GC_STRESS=1` (Runtime/GcStress) the `cdiff` executable prints that count
 /// at exit, and the tests run real commands that way and require zero; in the test assembly every test also

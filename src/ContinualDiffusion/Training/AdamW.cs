@@ -77,13 +77,16 @@ public sealed class AdamW : IDisposable
                 Copy(m, d, $"optimizer.{g.Name}.{i}.m", source);
                 Copy(v, d, $"optimizer.{g.Name}.{i}.v", source);
             }
-        StepCount = d.TryGetValue("optimizer.step", out var s) ? s.item<long>() : throw new InputException($"{source}: missing key 'optimizer.step'");
+        if (!d.TryGetValue("optimizer.step", out var s)) throw new InputException($"{source}: missing key 'optimizer.step'");
+        if (s.numel() != 1 || s.is_floating_point() || s.item<long>() < 0) throw new InputException($"{source}: key 'optimizer.step' must hold one non-negative integer");
+        StepCount = s.item<long>();
     }
 
     private static void Copy(Tensor target, IReadOnlyDictionary<string, Tensor> d, string key, string source)
     {
         if (!d.TryGetValue(key, out var t)) throw new InputException($"{source}: missing key '{key}'");
-        if (!t.shape.SequenceEqual(target.shape)) throw new InputException($"{source}: key '{key}' has the wrong shape");
+        if (!t.shape.SequenceEqual(target.shape) || !t.is_floating_point())
+            throw new InputException($"{source}: key '{key}' has shape [{string.Join(", ", t.shape)}] {t.dtype}, expected [{string.Join(", ", target.shape)}] floating point");
         target.copy_(t);
     }
 

@@ -86,7 +86,7 @@ public static class ContinualTraining
             if (config.CheckpointEvery > 0 && report.Step % config.CheckpointEvery == 0 && report.Step < config.Steps)
             {
                 using var scope = torch.NewDisposeScope(); // the step counters CheckpointTensors makes
-                SafeTensorsFile.Save(checkpointPath, trainer.CheckpointTensors(), new Dictionary<string, string> { ["identity"] = checkpointIdentity });
+                SafeTensorsFile.Save(checkpointPath, trainer.CheckpointTensors(), new Dictionary<string, string> { ["identity"] = checkpointIdentity }, checksum: true);
             }
             if (r.SampleEvery > 0 && report.Step % r.SampleEvery == 0)
                 WriteValidationSample(model, trainer, token, run.SamplesDir(r.Task), report.Step, config.Seed);
@@ -146,6 +146,7 @@ public static class ContinualTraining
         using var f = SafeTensorsFile.Open(checkpointPath);
         if (!f.Metadata.TryGetValue("identity", out var saved) || saved != identity)
             throw new InputException($"--resume: {checkpointPath} was made with other images, base model or options; rerun with the same ones, or without --resume to start over");
+        f.VerifyChecksum();
         var tensors = f.ReadAll();
         try { trainer.RestoreCheckpoint(tensors, checkpointPath); }
         finally { foreach (var t in tensors.Values) t.Dispose(); }
@@ -174,7 +175,7 @@ public static class ContinualTraining
             FinishedUtc = DateTimeOffset.UtcNow,
         };
         var updated = manifest is null
-            ? new RunManifest { BaseModel = new BaseModelInfo(folder.Root, baseHash), Method = config.Method }
+            ? new RunManifest { BaseModel = new BaseModelInfo(folder.Root, baseHash), Method = config.Method, Tasks = [] }
             : manifest with { Tasks = [.. manifest.Tasks.Where(t => t.Task != r.Task)] };
         var replaced = manifest?.Tasks.FirstOrDefault(t => t.Task == r.Task);
         updated.Tasks.Add(entry);

@@ -148,15 +148,33 @@ public sealed class TaskTrainer : IDisposable
     public void RestoreCheckpoint(IReadOnlyDictionary<string, Tensor> d, string source)
     {
         using var noGrad = torch.no_grad();
-        Tensor Get(string key) => d.TryGetValue(key, out var v) ? v : throw new InputException($"{source}: missing key '{key}'");
+        using var scope = torch.NewDisposeScope();
+        foreach (var (key, t) in d) // a checkpoint only ever holds finite numbers; anything else is a damaged file
+            if (t.is_floating_point() && !t.isfinite().all().item<bool>())
+                throw new InputException($"{source}: key '{key}' holds NaN or infinite values");
+        Tensor Get(string key)
+        {
+            if (!d.TryGetValue(key, out var v)) throw new InputException($"{source}: missing key '{key}'");
+            return v;
+        }
+        Tensor Like(string key, Tensor target)
+        {
+            var v = Get(key);
+            if (!v.shape.SequenceEqual(target.shape) || !v.is_floating_point())
+                throw new InputException($"{source}: key '{key}' has shape [{string.Join(", ", v.shape)}] {v.dtype}, expected [{string.Join(", ", target.shape)}] floating point");
+            return v;
+        }
         foreach (var l in _layers)
         {
-            l.LoraA.copy_(Get($"{l.LayerName}.lora_A"));
-            l.LoraB.copy_(Get($"{l.LayerName}.lora_B"));
+            l.LoraA.copy_(Like($"{l.LayerName}.lora_A", l.LoraA));
+            l.LoraB.copy_(Like($"{l.LayerName}.lora_B", l.LoraB));
         }
-        _token.copy_(Get("token_embedding"));
+        _token.copy_(Like("token_embedding", _token));
         _optimizer.LoadStateTensors(d, source);
-        Step = (int)Get("step").item<long>();
+        var step = Get("step");
+        if (step.numel() != 1 || step.is_floating_point() || step.item<long>() is < 0 or > int.MaxValue)
+            throw new InputException($"{source}: key 'step' must hold one non-negative integer");
+        Step = (int)step.item<long>();
     }
 
     /// The finished task's adapter (detached CPU copies).

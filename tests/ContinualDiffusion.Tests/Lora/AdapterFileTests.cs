@@ -41,7 +41,7 @@ public class AdapterFileTests : IDisposable
     public void Adapter_file_round_trip()
     {
         using var scope = torch.NewDisposeScope();
-        var g = new Generator(21);
+        using var g = new Generator(21);
         var layers = TrainedLayers(g);
         var token = Randn(g, 1, 4);
         var path = Path.Combine(_dir, "task3.safetensors");
@@ -95,7 +95,7 @@ public class AdapterFileTests : IDisposable
     public void Corrupt_or_mismatched_adapter_file_is_refused(string corruption, string expected)
     {
         using var scope = torch.NewDisposeScope();
-        var g = new Generator(4);
+        using var g = new Generator(4);
         var layers = TrainedLayers(g);
         var path = SaveTask(layers, 1, g);
         Corrupt(path, corruption);
@@ -148,7 +148,7 @@ public class AdapterFileTests : IDisposable
     public void Adapter_sequence_must_be_tasks_1_to_n_of_one_base_model()
     {
         using var scope = torch.NewDisposeScope();
-        var g = new Generator(8);
+        using var g = new Generator(8);
         var layers = TrainedLayers(g);
         var t1 = SaveTask(layers, 1, g);
         var t2 = SaveTask(layers, 2, g);
@@ -181,7 +181,7 @@ public class AdapterFileTests : IDisposable
     public void Past_deltas_from_files_sum_the_previous_tasks()
     {
         using var scope = torch.NewDisposeScope();
-        var g = new Generator(13);
+        using var g = new Generator(13);
         var layers = TrainedLayers(g);
         var t1 = SaveTask(layers, 1, g);
         var expected1 = layers.ToDictionary(l => l.LayerName, l => l.CurrentDelta().detach());

@@ -12,7 +12,7 @@ public class ContinualLoraLinearTests
     public void A_fresh_adapter_leaves_the_output_unchanged()
     {
         using var scope = torch.NewDisposeScope();
-        var g = new Generator(11);
+        using var g = new Generator(11);
         var w = Randn(g, 4, 6);
         var x = Randn(g, 2, 3, 6);
         var baseLayer = LinearWith(w);
@@ -39,7 +39,7 @@ public class ContinualLoraLinearTests
     public void Gradients_reach_only_the_current_factors()
     {
         using var scope = torch.NewDisposeScope();
-        var g = new Generator(5);
+        using var g = new Generator(5);
         var w = Randn(g, 3, 5);
         var bias = Randn(g, 3);
         var past = Randn(g, 3, 5) * 0.1f;
@@ -75,7 +75,7 @@ public class ContinualLoraLinearTests
     public void Merged_weights_equal_the_low_rank_paths_evaluated_on_the_fly()
     {
         using var scope = torch.NewDisposeScope();
-        var g = new Generator(7);
+        using var g = new Generator(7);
         var w = Randn(g, 4, 5);
         var x = Randn(g, 3, 5);
         var (a1, b1) = (Randn(g, 4, 2), Randn(g, 2, 5));
@@ -106,7 +106,7 @@ public class ContinualLoraLinearTests
     public void Per_step_cost_does_not_depend_on_the_number_of_past_tasks()
     {
         using var scope = torch.NewDisposeScope();
-        var g = new Generator(3);
+        using var g = new Generator(3);
         var w = Randn(g, 6, 4);
         var weights = new Dictionary<string, Tensor> { ["l.to_v"] = w };
         var x = Randn(g, 2, 4);
@@ -154,7 +154,7 @@ public class ContinualLoraLinearTests
     public void Injection_keeps_checkpoint_names_and_adds_only_the_factors()
     {
         using var scope = torch.NewDisposeScope();
-        var g = new Generator(9);
+        using var g = new Generator(9);
         var attn = new FakeAttention(dim: 6, contextDim: 4, g);
         var ctx = Randn(g, 1, 3, 4);
         var before = attn.forward(ctx);
@@ -179,7 +179,7 @@ public class ContinualLoraLinearTests
     public void Layer_state_outlives_the_dispose_scope_it_was_built_in()
     {
         using var scope = torch.NewDisposeScope();
-        var g = new Generator(17);
+        using var g = new Generator(17);
         var w = Randn(g, 4, 3);
         var past = Randn(g, 4, 3);
         var x = Randn(g, 2, 3);
@@ -189,8 +189,6 @@ public class ContinualLoraLinearTests
             layer = new ContinualLoraLinear("s.to_k", LinearWith(w), rank: 2, pastDelta: past, generator: g);
             layer.forward(x); // a forward inside a per-step scope must not leave the module's cache in that scope
         }
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
         Fixture.AssertClose(layer.forward(x), nn.functional.linear(x, w + past), 1e-6, "after the building scope ended");
         Assert.Equal(0, layer.LoraA.count_nonzero().item<long>());
         Assert.Equal(6, layer.LoraB.count_nonzero().item<long>());
@@ -201,7 +199,7 @@ public class ContinualLoraLinearTests
     public void Moving_the_module_moves_the_frozen_past_too()
     {
         using var scope = torch.NewDisposeScope();
-        var g = new Generator(19);
+        using var g = new Generator(19);
         var w = Randn(g, 4, 3);
         var past = Randn(g, 4, 3);
         var x = Randn(g, 2, 3);
@@ -222,7 +220,7 @@ public class ContinualLoraLinearTests
     public void Past_deltas_must_cover_exactly_the_targets()
     {
         using var scope = torch.NewDisposeScope();
-        var g = new Generator(1);
+        using var g = new Generator(1);
         var attn = new FakeAttention(dim: 6, contextDim: 4, g);
         var targets = LoraTarget.KeyValue("a", attn.to_k, attn.to_v, attn.ReplaceProjection);
         var onlyK = new Dictionary<string, Tensor> { ["a.to_k"] = torch.zeros(6, 4) };

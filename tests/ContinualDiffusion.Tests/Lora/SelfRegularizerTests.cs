@@ -11,7 +11,7 @@ public class SelfRegularizerTests
     public void Penalty_is_zero_for_the_first_task()
     {
         using var scope = torch.NewDisposeScope();
-        var g = new Generator(2);
+        using var g = new Generator(2);
         var k = new ContinualLoraLinear("a.to_k", LinearWith(Randn(g, 3, 4)), rank: 2, generator: g);
         var v = new ContinualLoraLinear("a.to_v", LinearWith(Randn(g, 3, 4)), rank: 2, generator: g);
         SetFactors(k, Randn(g, 3, 2), Randn(g, 2, 4)); // a trained-looking, non-zero current delta

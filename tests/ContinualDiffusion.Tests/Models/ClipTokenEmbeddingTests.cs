@@ -24,7 +24,8 @@ public class ClipTokenEmbeddingTests
         using var model = LoadTiny();
         var before = TokenWeight(model).detach().clone();
 
-        model.ResizeTokenEmbeddings(49410, new Generator(42));
+        using var gen27_1 = new Generator(42);
+        model.ResizeTokenEmbeddings(49410, gen27_1);
 
         var after = TokenWeight(model);
         Assert.Equal(new long[] { 49410, 32 }, after.shape);
@@ -43,8 +44,10 @@ public class ClipTokenEmbeddingTests
         using var scope = torch.NewDisposeScope();
         using var a = LoadTiny();
         using var b = LoadTiny();
-        a.ResizeTokenEmbeddings(49409, new Generator(7));
-        b.ResizeTokenEmbeddings(49409, new Generator(7));
+        using var gen46_1 = new Generator(7);
+        a.ResizeTokenEmbeddings(49409, gen46_1);
+        using var gen47_1 = new Generator(7);
+        b.ResizeTokenEmbeddings(49409, gen47_1);
         Assert.True(a.GetTokenEmbedding(49408).eq(b.GetTokenEmbedding(49408)).all().item<bool>());
     }
 
@@ -53,7 +56,8 @@ public class ClipTokenEmbeddingTests
     {
         using var scope = torch.NewDisposeScope();
         using var model = LoadTiny();
-        model.ResizeTokenEmbeddings(49409, new Generator(1));
+        using var gen56_1 = new Generator(1);
+        model.ResizeTokenEmbeddings(49409, gen56_1);
         using var noGrad = torch.no_grad();
         using var output = model.Encode(Fixture.Ref("tokenizer.input_ids"));
         Fixture.AssertClose(output.LastHiddenState, Fixture.Ref("text_encoder.last_hidden_state"), what: "after resize");
@@ -102,8 +106,10 @@ public class ClipTokenEmbeddingTests
     {
         using var scope = torch.NewDisposeScope();
         using var model = LoadTiny();
-        model.ResizeTokenEmbeddings(49409, new Generator(3));
-        var row = torch.randn(32, generator: new Generator(5));
+        using var gen105_1 = new Generator(3);
+        model.ResizeTokenEmbeddings(49409, gen105_1);
+        using var gen106_1 = new Generator(5);
+        var row = torch.randn(32, generator: gen106_1);
         using var noGrad = torch.no_grad();
 
         var viaOverride = model.Encode(PromptWith(49408), new Dictionary<long, Tensor> { [49408] = row }).LastHiddenState;
@@ -118,7 +124,8 @@ public class ClipTokenEmbeddingTests
     {
         using var scope = torch.NewDisposeScope();
         using var model = LoadTiny();
-        var row = torch.randn(1, 32, generator: new Generator(5));
+        using var gen121_1 = new Generator(5);
+        var row = torch.randn(1, 32, generator: gen121_1);
         using var noGrad = torch.no_grad();
         var output = model.Encode(PromptWith(49408), new Dictionary<long, Tensor> { [49408] = row }).LastHiddenState;
         Assert.Equal(new long[] { 1, 8, 32 }, output.shape);
@@ -130,7 +137,8 @@ public class ClipTokenEmbeddingTests
     {
         using var scope = torch.NewDisposeScope();
         using var model = LoadTiny();
-        model.ResizeTokenEmbeddings(49409, new Generator(3));
+        using var gen133_1 = new Generator(3);
+        model.ResizeTokenEmbeddings(49409, gen133_1);
         foreach (var p in model.parameters()) p.requires_grad = false;
         var trainable = model.GetTokenEmbedding(49408).unsqueeze(0).requires_grad_(true);
 
@@ -147,8 +155,10 @@ public class ClipTokenEmbeddingTests
     {
         using var scope = torch.NewDisposeScope();
         using var model = LoadTiny();
-        model.ResizeTokenEmbeddings(49409, new Generator(3));
-        var trainable = torch.randn(32, generator: new Generator(9)).requires_grad_(true);
+        using var gen150_1 = new Generator(3);
+        model.ResizeTokenEmbeddings(49409, gen150_1);
+        using var gen151_1 = new Generator(9);
+        var trainable = torch.randn(32, generator: gen151_1).requires_grad_(true);
 
         var output = model.Encode(PromptWith(49408), new Dictionary<long, Tensor> { [49408] = trainable });
         output.LastHiddenState.square().mean().backward();

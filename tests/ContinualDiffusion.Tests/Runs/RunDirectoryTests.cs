@@ -23,7 +23,7 @@ public class RunDirectoryTests : IDisposable
         Directory.CreateDirectory(run.AdaptersDir);
         File.WriteAllBytes(run.AdapterPath(1), [1, 2, 3]);
         var rel = Path.GetRelativePath(_dir, run.AdapterPath(1));
-        var m = new RunManifest { BaseModel = new BaseModelInfo("/m", "h"), Method = "clora" };
+        var m = new RunManifest { BaseModel = new BaseModelInfo("/m", "h"), Method = "clora", Tasks = [] };
         m.Tasks.Add(Entry(1, rel, RunDirectory.Sha256File(run.AdapterPath(1)), 3));
         run.WriteManifest(m);
         var back = run.ReadManifest();
