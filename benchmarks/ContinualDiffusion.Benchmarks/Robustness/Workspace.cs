@@ -19,7 +19,7 @@ public sealed class Workspace : IDisposable
     public string Scratch => Path.Combine(Root, "scratch");
 
     /// The options task 2 was started with: `--resume` needs the same ones.
-    public static readonly string[] Task2Options = ["--steps", "40", "--rank", "2", "--checkpoint-every", "1", "--seed", "5"];
+    public static readonly string[] Task2Options = ["--steps", "200", "--rank", "2", "--checkpoint-every", "1", "--seed", "5"];
 
     public Workspace(string repoRoot, CliWorker worker)
     {
@@ -52,17 +52,18 @@ public sealed class Workspace : IDisposable
 
     public string CheckpointFile(string run) => Path.Combine(run, "checkpoints", "task-002", "state.safetensors");
 
-    /// Starts task 2 as a real process and interrupts it (SIGINT, as Ctrl-C) once its first checkpoint exists:
+    /// Starts task 2 as a real process and interrupts it (SIGTERM, which cdiff handles like Ctrl-C) once its first checkpoint exists:
     /// what a user has after stopping a long training.
     private void InterruptAfterCheckpoint(string run)
     {
         using var p = Cdiff.Start(["train", "--task", "2", "--images", Images, "--run", run, .. Task2Options]);
         var clock = Stopwatch.StartNew();
         while (!File.Exists(CheckpointFile(run)) && clock.Elapsed < TimeSpan.FromMinutes(2) && !p.HasExited) Thread.Sleep(20);
-        Thread.Sleep(200);
-        Cdiff.Signal(p, "INT");
+        Thread.Sleep(100);
+        if (!p.HasExited) Cdiff.Signal(p, "TERM"); // as a stopped job (SIGINT is ignored in background jobs)
         p.WaitForExit();
-        if (!File.Exists(CheckpointFile(run))) throw new InvalidOperationException("task 2 left no checkpoint to resume");
+        if (!File.Exists(CheckpointFile(run)))
+            throw new InvalidOperationException($"task 2 left no checkpoint to resume (exit {p.ExitCode} after {clock.Elapsed.TotalSeconds:F1} s)");
     }
 
     /// A fresh copy of a seed directory for one input (its own folder, deleted by the next call).

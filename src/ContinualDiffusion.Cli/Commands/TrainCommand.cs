@@ -63,14 +63,15 @@ internal static class TrainCommand
                 Device = TorchEnvironment.DefaultDevice(),
             };
             var bar = new ProgressBar($"task {request.Task}", merged.Steps, stderr);
-            var result = ContinualTraining.TrainTask(request,
+            string rankSource = parse.GetValue(rank) is not null ? "--rank" : parse.GetValue(config) is { } cf ? $"{cf.FullName}: key 'rank'" : "the default rank";
+            var result = WithRankSource(rankSource, () => ContinualTraining.TrainTask(request,
                 step =>
                 {
                     bar.Report(step.Step, $"loss {step.Loss:F4}");
                     Log.Debug("Step {Step}/{Total} loss {Loss:F5} mse {Mse:F5} penalty {Penalty:E3} {Seconds:F3} s",
                         step.Step, step.TotalSteps, step.Loss, step.Mse, step.Penalty, step.StepSeconds);
                 },
-                w => Log.Warning("{Warning}", w), cancel());
+                w => Log.Warning("{Warning}", w), cancel()));
             var e = result.Entry;
             Log.Information("Task {Task} done: {Token} from {Images} image(s), final loss {Loss:F5}, {Seconds:F0} s ({StepSeconds:F3} s/step)",
                 e.Task, e.Token, e.ImageCount, e.FinalLoss, e.WallTimeSeconds, result.MeanStepSeconds);
@@ -80,4 +81,15 @@ internal static class TrainCommand
         });
         return cmd;
     }
+
+    /// The adapter injector knows the rank, not where it came from: name the option or config file that set it.
+    private static T WithRankSource<T>(string source, Func<T> train)
+    {
+        try { return train(); }
+        catch (InputException e) when (e.Message.StartsWith("--rank ", StringComparison.Ordinal) && source != "--rank")
+        {
+            throw new InputException(source + e.Message["--rank".Length..]);
+        }
+    }
+
 }

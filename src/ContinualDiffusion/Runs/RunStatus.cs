@@ -8,12 +8,28 @@ public sealed record RunStatus(RunManifest Manifest, IReadOnlyList<TaskStatus> T
     public static RunStatus Inspect(RunDirectory run)
     {
         var manifest = run.ReadManifest();
-        var problems = run.VerifyIntegrity(manifest);
+        var problems = run.VerifyIntegrity(manifest).ToList();
+        problems.AddRange(BaseModelProblems(manifest));
         var tasks = manifest.Tasks.OrderBy(t => t.Task).Select(t => TaskStatus.Of(run, t)).ToList();
         long total = Directory.Exists(run.Root)
             ? new DirectoryInfo(run.Root).EnumerateFiles("*", SearchOption.AllDirectories).Sum(f => f.Length)
             : 0;
         return new RunStatus(manifest, tasks, problems, total);
+    }
+
+    /// The base model must still be where the manifest says, and be the same model (its identity hash).
+    private static IEnumerable<string> BaseModelProblems(RunManifest manifest)
+    {
+        string path = manifest.BaseModel.Path;
+        if (!Directory.Exists(path)) { yield return $"base model {path} is not there (sample and train need --model DIR where it is now)"; yield break; }
+        string? problem = null;
+        try
+        {
+            if (DiffusersFolder.Open(path).ComputeIdentityHash() != manifest.BaseModel.Hash)
+                problem = $"base model {path} is not the model the run was trained on (its hash differs from the manifest's)";
+        }
+        catch (InputException e) { problem = $"base model {path}: {e.Message}"; }
+        if (problem is not null) yield return problem;
     }
 }
 
