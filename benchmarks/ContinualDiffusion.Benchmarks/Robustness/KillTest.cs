@@ -33,6 +33,7 @@ public static class KillTest
             string moment = exited ? $"finished before {at:F2} s" : $"killed at {at:F2} s";
 
             var problems = new List<string>();
+            if (exited && p.ExitCode != 0) problems.Add($"the training process exited with {p.ExitCode} on its own");
             var status = worker.Run("status", "--run", run);
             if (status.Crashed || status.ExitCode != 0) problems.Add($"status exit {status.ExitCode}: {Last(status.Stderr)}");
             var after = new Runs.RunDirectory(run).ReadManifest();

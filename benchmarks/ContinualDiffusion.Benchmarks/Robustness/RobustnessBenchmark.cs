@@ -80,6 +80,16 @@ public static class RobustnessBenchmark
 
     private delegate (string Target, string[] Args, Action? AfterWrite) SafeTensorsSetup(byte[] mutated, int index);
 
+    /// Damage that can leave a valid file (bytes of tensor data or of a metadata string, a big but well-formed
+    /// header, offsets moved onto free bytes) may be accepted; every other kind must be refused. A run checkpoint
+    /// carries a checksum of its data, so there flipped data bytes must be refused too.
+    private static Expectation ExpectationFor(string kind, string family) => kind switch
+    {
+        "flip-header-bytes" or "huge-json-header" or "offsets-overlap" => Expectation.AcceptOrRefuse,
+        "flip-data-bytes" => family.EndsWith("run-checkpoints", StringComparison.Ordinal) ? Expectation.Refuse : Expectation.AcceptOrRefuse,
+        _ => Expectation.Refuse,
+    };
+
     private static FamilyTally SafeTensorsFamily(Workspace w, CliWorker worker, string family, Options o, SafeTensorsSetup setup, string seedFile,
         Func<int, string>? perIndexSeed = null)
     {
@@ -93,7 +103,10 @@ public static class RobustnessBenchmark
             var (target, args, afterWrite) = setup(bytes, i);
             File.WriteAllBytes(target, bytes);
             afterWrite?.Invoke();
-            tally.Add(Judge(family, $"{i} {kind}", worker.Run(args), Expectation.AcceptOrRefuse, target, runDir: null));
+            // The folder that holds the damaged file (a run, a model copy): a refusal must leave it as it was.
+            string? folder = args.SkipWhile(a => a is not ("--run" or "--model")).Skip(1).FirstOrDefault();
+            string? before = folder is not null && Directory.Exists(folder) ? Workspace.TreeHash(folder) : null;
+            tally.Add(Judge(family, $"{i} {kind}", worker.Run(args), ExpectationFor(kind, family), target, folder, before));
             if ((i + 1) % 50 == 0) Console.Error.WriteLine($"  {family}: {i + 1}/{o.PerLoader}");
         }
         return tally;
@@ -111,7 +124,7 @@ public static class RobustnessBenchmark
             c.Create(folder);
             var before = Workspace.TreeHash(run);
             var r = worker.Run("train", "--task", "2", "--images", folder, "--run", run, "--steps", "2", "--rank", "2");
-            tally.Add(Judge("images", c.Name, r, c.Expect, folder, run, before));
+            tally.Add(Judge("images", c.Name, r, c.Expect, Path.Combine(folder, "a"), run, before));
         }
         return tally;
     }
@@ -151,7 +164,7 @@ public static class RobustnessBenchmark
                 File.WriteAllText(Path.Combine(run, "manifest.json"), c.Text);
                 var before = Workspace.TreeHash(run);
                 var r = worker.Run([.. command.Select(a => a == "{run}" ? run : a)]);
-                tally.Add(Judge("configs+manifests", $"manifest {c.Name} ({command[0]})", r, c.Expect, run, run, before));
+                tally.Add(Judge("configs+manifests", $"manifest {c.Name} ({command[0]})", r, c.Expect, Path.Combine(run, "manifest.json"), run, before));
             }
         }
         return tally;
@@ -207,9 +220,9 @@ public static class RobustnessBenchmark
 
     private static bool Names(string message, string file)
     {
+        // The full path of the file, or of the folder that holds it (a run directory, a model component).
         var full = Path.GetFullPath(file);
-        return message.Contains(Path.GetFileName(full), StringComparison.Ordinal)
-               || message.Contains(full, StringComparison.Ordinal)
+        return message.Contains(full, StringComparison.Ordinal)
                || (Path.GetDirectoryName(full) is { } dir && message.Contains(dir, StringComparison.Ordinal));
     }
 

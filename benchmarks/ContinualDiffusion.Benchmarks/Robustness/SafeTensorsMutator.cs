@@ -21,7 +21,7 @@ public static class SafeTensorsMutator
     /// Returns the mutated bytes and the kind of damage done.
     public static (byte[] Bytes, string Kind) Mutate(byte[] original, int index, int seed)
     {
-        var rng = new Random(HashCode.Combine(seed, index));
+        var rng = new Random(unchecked(seed * 1_000_003 + index)); // not HashCode.Combine: it is seeded per process
         string kind = Kinds[index % Kinds.Length];
         long headerLen = (long)BinaryPrimitives.ReadUInt64LittleEndian(original);
         var header = original.AsSpan(8, (int)headerLen).ToArray();

@@ -9,10 +9,11 @@ internal static class StatusCommand
     public static Command Create(TextWriter stdout)
     {
         var run = CommonOptions.Run();
-        var cmd = new Command("status", "Show a run's tasks, tokens, sizes, and check every file against the manifest.") { run };
+        var model = new Option<DirectoryInfo?>("--model") { Description = "Where the run's base model is now, if it was moved since training (its hash must match)." };
+        var cmd = new Command("status", "Show a run's tasks, tokens, sizes, and check every file and the base model against the manifest.") { run, model };
         cmd.SetAction(parse =>
         {
-            var status = RunStatus.Inspect(new RunDirectory(parse.GetValue(run)!.FullName));
+            var status = RunStatus.Inspect(new RunDirectory(parse.GetValue(run)!.FullName), parse.GetValue(model)?.FullName);
             var m = status.Manifest;
             stdout.WriteLine($"run          {parse.GetValue(run)!.FullName}");
             stdout.WriteLine($"base model   {m.BaseModel.Path} (hash {m.BaseModel.Hash[..Math.Min(16, m.BaseModel.Hash.Length)]})");

@@ -66,7 +66,7 @@ public sealed class DiffusersFolder
     {
         try
         {
-            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(file));
+            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(file)); // ReadAllText drops a BOM
             if (doc.RootElement.ValueKind != System.Text.Json.JsonValueKind.Object) throw new InputException($"{file}: expected a JSON object");
         }
         catch (System.Text.Json.JsonException e) { throw new InputException($"{file}: not valid JSON ({e.Message})"); }

@@ -20,6 +20,7 @@ public sealed record RunManifest
     /// known method, and an adapter file inside the run directory. Throws InputException naming `path`.
     public void Validate(string path)
     {
+        if (Tasks is null || Tasks.Any(t => t is null)) throw new InputException($"{path}: tasks must be a list of task entries");
         if (BaseModel is null || string.IsNullOrEmpty(BaseModel.Path) || string.IsNullOrEmpty(BaseModel.Hash))
             throw new InputException($"{path}: base_model needs a path and a hash");
         if (!Lora.AdapterMethods.TryParse(Method, out _)) throw new InputException($"{path}: method '{Method}' is not a known method");
@@ -29,13 +30,14 @@ public sealed record RunManifest
         foreach (var t in Tasks)
         {
             string where = $"{path}: task {t.Task}";
-            if (t.Token != Text.ConceptTokens.Name(t.Task)) throw new InputException($"{where}: token '{t.Token}', expected '{Text.ConceptTokens.Name(t.Task)}'");
+            if (t.Token is null || t.Token != Text.ConceptTokens.Name(t.Task)) throw new InputException($"{where}: token '{t.Token}', expected '{Text.ConceptTokens.Name(t.Task)}'");
             if (t.Rank < 1) throw new InputException($"{where}: rank {t.Rank} must be at least 1");
             if (!Lora.AdapterMethods.TryParse(t.Method, out _)) throw new InputException($"{where}: method '{t.Method}' is not a known method");
             if (string.IsNullOrEmpty(t.AdapterFile) || System.IO.Path.IsPathRooted(t.AdapterFile)
                 || t.AdapterFile.Replace('\\', '/').Split('/').Any(part => part is ".." or "."))
                 throw new InputException($"{where}: adapter_file '{t.AdapterFile}' must be a path inside the run directory");
-            if (t.AdapterBytes < 0 || t.AdapterSha256.Length != 64) throw new InputException($"{where}: adapter_bytes/adapter_sha256 are not a size and a SHA-256");
+            if (t.Token is null || t.Method is null) throw new InputException($"{where}: token and method are required");
+            if (t.AdapterBytes < 0 || t.AdapterSha256?.Length != 64) throw new InputException($"{where}: adapter_bytes/adapter_sha256 are not a size and a SHA-256");
         }
     }
 }

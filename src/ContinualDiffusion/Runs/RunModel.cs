@@ -12,10 +12,10 @@ namespace ContinualDiffusion.Runs;
 public static class RunModel
 {
     /// The base model folder of a run, refusing a folder whose identity hash differs from the manifest's.
-    public static DiffusersFolder BaseFolder(RunManifest manifest, string? modelOverride)
+    public static DiffusersFolder BaseFolder(RunManifest manifest, string? modelOverride, string manifestPath)
     {
         if (modelOverride is null && !Directory.Exists(manifest.BaseModel.Path) && !File.Exists(manifest.BaseModel.Path))
-            throw new InputException($"the run's base model {manifest.BaseModel.Path} (named in its {RunDirectory.ManifestName}) is not there; pass --model DIR to say where it is now");
+            throw new InputException($"{manifestPath}: the run's base model {manifest.BaseModel.Path} is not there; pass --model DIR to say where it is now");
         var folder = DiffusersFolder.Open(modelOverride ?? manifest.BaseModel.Path);
         var hash = folder.ComputeIdentityHash();
         if (hash != manifest.BaseModel.Hash)
@@ -26,7 +26,7 @@ public static class RunModel
     public static StableDiffusion LoadForSampling(RunDirectory run, string? modelOverride = null, Device? device = null)
     {
         var manifest = run.ReadManifest();
-        var model = StableDiffusion.Load(BaseFolder(manifest, modelOverride), device);
+        var model = StableDiffusion.Load(BaseFolder(manifest, modelOverride, run.ManifestPath), device);
         try
         {
             var adapters = LoadAdapters(run, manifest, model, manifest.Tasks.Count);
@@ -53,7 +53,7 @@ public static class RunModel
     /// Adapters of tasks 1..count, validated as one sequence on this base model.
     public static IReadOnlyList<AdapterSet> LoadAdapters(RunDirectory run, RunManifest manifest, StableDiffusion model, int count)
     {
-        var problems = run.VerifyIntegrity(manifest);
+        var problems = run.VerifyIntegrity(manifest with { Tasks = [.. manifest.Tasks.Where(t => t.Task <= count)] });
         if (problems.Count > 0)
             throw new InputException($"{run.ManifestPath}: {problems[0]}{(problems.Count > 1 ? $" (and {problems.Count - 1} more problems)" : "")}; `cdiff status` lists them");
         var files = manifest.Tasks.OrderBy(t => t.Task).Take(count).Select(t => Path.Combine(run.Root, t.AdapterFile)).ToList();

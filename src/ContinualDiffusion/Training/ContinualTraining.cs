@@ -109,7 +109,7 @@ public static class ContinualTraining
             var folder = DiffusersFolder.Open(r.ModelPath);
             return (folder, folder.ComputeIdentityHash());
         }
-        return (RunModel.BaseFolder(manifest, r.ModelPath), manifest.BaseModel.Hash);
+        return (RunModel.BaseFolder(manifest, r.ModelPath, new RunDirectory(r.RunDir).ManifestPath), manifest.BaseModel.Hash);
     }
 
     private static void CheckTaskNumber(TrainTaskRequest r, RunManifest? manifest, TrainingConfig config)
