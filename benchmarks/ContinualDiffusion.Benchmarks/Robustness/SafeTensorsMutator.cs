@@ -82,7 +82,7 @@ public static class SafeTensorsMutator
             case "shape-mismatch":
                 var shape = (JsonArray)entry["shape"]!;
                 if (shape.Count == 0) shape.Add(2);
-                else shape[rng.Next(shape.Count)] = shape[0]!.GetValue<long>() + 1 + rng.Next(3);
+                else { int k = rng.Next(shape.Count); shape[k] = shape[k]!.GetValue<long>() + 1 + rng.Next(3); }
                 break;
             case "shape-huge":
                 entry["shape"] = rng.Next(2) == 0 ? new JsonArray(1L << 40, 1L << 40) : new JsonArray(long.MaxValue, 3);

@@ -19,7 +19,7 @@ public static class RunModel
         var folder = DiffusersFolder.Open(modelOverride ?? manifest.BaseModel.Path);
         var hash = folder.ComputeIdentityHash();
         if (hash != manifest.BaseModel.Hash)
-            throw new InputException($"{folder.Root}: this is not the base model the run was trained on (hash {hash[..12]}…, the manifest says {manifest.BaseModel.Hash[..12]}…)");
+            throw new InputException($"{manifestPath}: {folder.Root} is not the base model the run was trained on (hash {hash[..12]}…, the manifest says {manifest.BaseModel.Hash[..Math.Min(12, manifest.BaseModel.Hash.Length)]}…)");
         return folder;
     }
 
