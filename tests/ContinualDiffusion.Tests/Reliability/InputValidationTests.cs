@@ -65,12 +65,8 @@ public class InputValidationTests : IDisposable
 
         // A header of 640 bytes: the file starts 0x80 0x02, like a protocol-2 pickle, and must still load.
         var json = "{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
-        var header = Encoding.UTF8.GetBytes(json.PadRight(640));
-        var bytes = new byte[8 + header.Length + 4];
-        BinaryPrimitives.WriteUInt64LittleEndian(bytes, (ulong)header.Length);
-        header.CopyTo(bytes, 8);
-        var path = Path.Combine(_dir, "ok.safetensors");
-        File.WriteAllBytes(path, bytes);
+        var path = WriteWithHeader(Encoding.UTF8.GetBytes(json.PadRight(640)));
+        var bytes = File.ReadAllBytes(path);
         Assert.Equal(0x80, bytes[0]);
         Assert.Equal(0x02, bytes[1]);
         using var f = SafeTensorsFile.Open(path);
@@ -80,20 +76,22 @@ public class InputValidationTests : IDisposable
     [Fact]
     public void Duplicate_keys_and_non_utf8_headers_are_format_errors()
     {
-        string Write(byte[] header)
-        {
-            var path = Path.Combine(_dir, Guid.NewGuid() + ".safetensors");
-            var bytes = new byte[8 + header.Length + 4];
-            BinaryPrimitives.WriteUInt64LittleEndian(bytes, (ulong)header.Length);
-            header.CopyTo(bytes, 8);
-            File.WriteAllBytes(path, bytes);
-            return path;
-        }
         var entry = "{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}";
-        var duplicate = Write(Encoding.UTF8.GetBytes($"{{\"t\":{entry},\"t\":{entry}}}"));
+        var duplicate = WriteWithHeader(Encoding.UTF8.GetBytes($"{{\"t\":{entry},\"t\":{entry}}}"));
         Assert.Contains("appears twice", Assert.Throws<SafeTensorsFormatException>(() => SafeTensorsFile.Open(duplicate)).Message);
-        var nonUtf8 = Write([.. Encoding.UTF8.GetBytes("{\"t"), 0xFF, 0xFE, .. Encoding.UTF8.GetBytes($"\":{entry}}}")]);
+        var nonUtf8 = WriteWithHeader([.. Encoding.UTF8.GetBytes("{\"t"), 0xFF, 0xFE, .. Encoding.UTF8.GetBytes($"\":{entry}}}")]);
         Assert.Contains("UTF-8", Assert.Throws<SafeTensorsFormatException>(() => SafeTensorsFile.Open(nonUtf8)).Message);
+    }
+
+    /// A safetensors file with the given header bytes and 4 data bytes.
+    private string WriteWithHeader(byte[] header)
+    {
+        var path = Path.Combine(_dir, Guid.NewGuid() + ".safetensors");
+        var bytes = new byte[8 + header.Length + 4];
+        BinaryPrimitives.WriteUInt64LittleEndian(bytes, (ulong)header.Length);
+        header.CopyTo(bytes, 8);
+        File.WriteAllBytes(path, bytes);
+        return path;
     }
 
     [Fact]
