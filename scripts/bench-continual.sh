@@ -1,29 +1,40 @@
 #!/usr/bin/env bash
-# The full continual-customization comparison of the issue: 5 tasks (pullover, coat, shirt, sneaker, ankle boot),
-# 20 images per concept, 100 samples per concept after every task, 3 seeds; C-LoRA at its default λ plus a small
-# λ sweep, sequential LoRA (λ = 0) and the non-continual reference. Writes bench-out/results.json, report.md,
-# heat maps, concept curves and sample grids. Finished (method, seed) runs are cached in bench-out/runs/, so an
+# The full continual-customization comparison (issue 12's protocol): the shipped base model (models/fashion-base,
+# which knows every Fashion-MNIST class under a coarse caption) learns five fine-grained classes one after another —
+# pullover, coat, shirt (three kinds of top), sneaker, ankle boot (two kinds of shoe) — each from 20 train images it
+# never saw, prompt "a photo of <vt>". 100 samples per concept after every task, 3 seeds (0, 1, 2), C-LoRA at its
+# default λ, sequential LoRA (λ = 0) and the non-continual reference. Writes bench-out/results.json, report.md,
+# heat maps, concept curves and the sample grid. Finished (method, seed) runs are cached in bench-out/runs/, so an
 # interrupted benchmark continues where it stopped when rerun with the same options.
-# Usage: scripts/bench-continual.sh [cdiff benchmark options; each one given replaces its default below]
-#   e.g. scripts/bench-continual.sh --seeds 0 --samples 50      (the base model is `cdiff pretrain`'s unless --model)
+#   scripts/bench-continual.sh                 the comparison
+#   scripts/bench-continual.sh --lambda-sweep  the λ sweep on validation seeds (100, 101; never the reported ones),
+#                                              3 tasks, 50 samples → lambda-out/ with the F-vs-A figure
+# Other arguments are cdiff benchmark options; each one given replaces its default below.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cache="${CDIFF_CACHE:-$HOME/.cache/cdiff}"
-base="$cache/fashion-base-v3"   # the same cached model as scripts/quickstart.sh
 
-args=("$@")
+args=()
+sweep=0
+for a in "$@"; do if [ "$a" = "--lambda-sweep" ]; then sweep=1; else args+=("$a"); fi; done
 given() { local a; for a in "${args[@]+"${args[@]}"}"; do [[ "$a" == "$1" || "$a" == "$1="* ]] && return 0; done; return 1; }
 default() { given "$1" || args+=("$1" "$2"); }   # an option given twice is an error, so add only missing ones
 
-if ! given --model; then
-  "$root/scripts/cdiff" pretrain --out "$base"   # reuses the cached model when the request is unchanged
-  args+=(--model "$base")
-fi
-default --out "$PWD/bench-out"
-default --methods clora,lora,reference
-default --lambdas 1,1e8   # around the default λ = 10 (configs/train/fashion.json), and SD's default 1e8
-default --seeds 0,1,2
-default --tasks 5
+default --model "$root/models/fashion-base"
+default --classifier "$root/models/fashion-classifier.safetensors"
 default --images-per-concept 20
-default --samples 100
+if [ "$sweep" = 1 ]; then
+  default --out "$PWD/lambda-out"
+  default --methods lora,reference    # λ = 0 is LoRA; every other λ is a clora-l<λ> method
+  default --lambdas 0.1,1,10,100,1e3,1e8
+  default --seeds 100,101
+  default --tasks 3
+  default --samples 50
+  given --no-base-classes || args+=(--no-base-classes)
+else
+  default --out "$PWD/bench-out"
+  default --methods clora,lora,reference
+  default --seeds 0,1,2
+  default --tasks 5
+  default --samples 100
+fi
 exec "$root/scripts/cdiff" benchmark "${args[@]}"

@@ -12,6 +12,7 @@ if (args.Length > 0 && args[0] == "robustness") return ContinualDiffusion.Benchm
 if (args.Length > 0 && args[0] == "robustness-worker") return ContinualDiffusion.Benchmarks.Robustness.CliWorker.Serve();
 if (args.Length > 0 && args[0] == "train") return ContinualDiffusion.Benchmarks.TrainBenchmark.Run(args[1..]);
 if (args.Length > 0 && args[0] == "prompts") return ContinualDiffusion.Benchmarks.PromptAccuracyBenchmark.Run(args[1..]);
+if (args.Length > 0 && args[0] == "concept-images") return ContinualDiffusion.Benchmarks.PromptAccuracyBenchmark.WriteConceptImages(args[1..]);
 if (args.Length > 0 && args[0] == "classifier") return ContinualDiffusion.Benchmarks.ClassifierBenchmark.Run(args[1..]);
 if (args.Length > 0 && args[0] == "sample") return ContinualDiffusion.Benchmarks.SampleBenchmark.Run(args[1..]);
 ContinualDiffusion.Runtime.TorchSetup.Initialize();

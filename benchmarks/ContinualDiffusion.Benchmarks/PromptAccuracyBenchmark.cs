@@ -12,7 +12,8 @@ namespace ContinualDiffusion.Benchmarks;
 
 /// How well a (pretrained) model draws the Fashion-MNIST classes its prompts name, judged by the cached
 /// Fashion-MNIST classifier:
-///   bench prompts --model DIR [--classes 0,1,3,5,8] [--samples 20] [--steps 20] [--guidance 4]
+///   bench prompts --model DIR [--captions coarse|class] [--classes 0,...,9 (recon; prompts with --captions class)] [--samples 20] [--steps 20] [--guidance 4[,7.5...]]
+///                 or --run DIR --concepts 2,4,6 (scores "a photo of <v1>" as label 2, <v2> as 4, ...)
 ///                 [--classifier $CDIFF_CACHE/fashion-classifier-v3.safetensors] [--recon 200]
 /// With --recon N it first prints the classifier's accuracy on N real test images per class passed through the
 /// model's VAE (encode mean, decode): the ceiling any prompt accuracy can reach through that decoder.
@@ -23,19 +24,50 @@ internal static class PromptAccuracyBenchmark
         var o = new Dictionary<string, string>(StringComparer.Ordinal);
         for (int i = 0; i + 1 < args.Length; i += 2) o[args[i].TrimStart('-')] = args[i + 1];
         int Int(string k, int d) => o.TryGetValue(k, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : d;
-        var classes = o.GetValueOrDefault("classes", "0,1,3,5,8").Split(',').Select(int.Parse).ToList();
+        var classes = o.GetValueOrDefault("classes", "0,1,2,3,4,5,6,7,8,9").Split(',').Select(int.Parse).ToList();
+        bool coarse = o.GetValueOrDefault("captions", "coarse") == "coarse"; // the model's prompts: coarse groups or one per class
         var classifierPath = o.GetValueOrDefault("classifier", ClassifierCache.DefaultPath);
-        var settings = new PromptClassAccuracy.Settings(SamplesPerPrompt: Int("samples", 20), Steps: Int("steps", 20),
-            Guidance: o.TryGetValue("guidance", out var g) ? double.Parse(g, CultureInfo.InvariantCulture) : 4.0, Batch: Int("samples", 20));
-        using var model = StableDiffusion.Load(DiffusersFolder.Open(o["model"]));
-        using var classifier = ClassifierTraining.Load(classifierPath);
+        var settings = new PromptClassAccuracy.Settings(SamplesPerPrompt: Int("samples", 20), Steps: Int("steps", 20), Batch: Int("samples", 20));
+        // --run DIR --concepts 2,4: score the run's tokens "a photo of <v1>", "<v2>", ... as those labels instead.
+        using var model = o.TryGetValue("run", out var run)
+            ? ContinualDiffusion.Runs.RunModel.LoadForSampling(new ContinualDiffusion.Runs.RunDirectory(run))
+            : StableDiffusion.Load(DiffusersFolder.Open(o["model"]));
+        var concepts = o.TryGetValue("concepts", out var cs) ? cs.Split(',').Select(int.Parse).ToList() : null;
+        // trained (3 epochs, as cdiff benchmark does) and saved there when the file does not exist yet
+        using var classifier = ClassifierCache.LoadOrTrain(classifierPath, FashionMnist.LoadTrain(), FashionMnist.LoadTest(), 3, Console.WriteLine).Model;
         if (o.TryGetValue("recon", out var recon))
             PrintReconstructionAccuracy(model, classifier, classes, int.Parse(recon, CultureInfo.InvariantCulture));
-        var clock = Stopwatch.StartNew();
-        var scores = PromptClassAccuracy.Measure(model, classifier, classes.Select(c => (c, CaptionedImages.FashionPrompt(c))).ToList(), settings);
-        foreach (var s in scores)
-            Console.WriteLine($"{s.Prompt,-28} {s.Accuracy,6:P0}  predicted {string.Join(" ", s.Predicted.OrderByDescending(p => p.Value).Select(p => $"{p.Key}:{p.Value}"))}");
-        Console.WriteLine($"mean {scores.Average(s => s.Accuracy):P1} over {scores.Count} classes, {settings.SamplesPerPrompt} samples each, {settings.Steps} DDIM steps, guidance {settings.Guidance} ({clock.Elapsed.TotalSeconds:F0} s)");
+        var prompts = concepts is not null
+            ? concepts.Select((label, i) => new PromptTarget(label, $"a photo of {ContinualDiffusion.Text.ConceptTokens.Name(i + 1)}")).ToList()
+            : coarse ? FashionConcepts.BasePrompts("a photo of a {}") : classes.Select(c => new PromptTarget(c, CaptionedImages.FashionPrompt(c))).ToList();
+        // --guidance 4,7.5: one pass per scale, same seeds
+        foreach (var scale in o.GetValueOrDefault("guidance", "4").Split(',').Select(v => double.Parse(v, CultureInfo.InvariantCulture)))
+        {
+            var clock = Stopwatch.StartNew();
+            var at = settings with { Guidance = scale };
+            var scores = PromptClassAccuracy.Measure(model, classifier, prompts, at);
+            foreach (var s in scores)
+                Console.WriteLine($"{s.Prompt,-28} {s.Accuracy,6:P0}  predicted {string.Join(" ", s.Predicted.OrderByDescending(p => p.Value).Select(p => $"{p.Key}:{p.Value}"))}");
+            Console.WriteLine($"mean {scores.Average(s => s.Accuracy):P1} over {scores.Count} prompts, {at.SamplesPerPrompt} samples each, {at.Steps} DDIM steps, guidance {at.Guidance} ({clock.Elapsed.TotalSeconds:F0} s)");
+        }
+        return 0;
+    }
+
+    /// concept-images --out DIR [--seed 0] [--count 20] [--labels 2,4,6,7,9]: each benchmark concept's training images (the same choice
+    /// `cdiff benchmark` makes for that seed) as DIR/<class>/*.png, for training concepts by hand with `cdiff train`.
+    public static int WriteConceptImages(string[] args)
+    {
+        var o = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (int i = 0; i + 1 < args.Length; i += 2) o[args[i].TrimStart('-')] = args[i + 1];
+        var train = FashionMnist.LoadTrain();
+        long seed = long.Parse(o.GetValueOrDefault("seed", "0"), CultureInfo.InvariantCulture);
+        int count = int.Parse(o.GetValueOrDefault("count", "20"), CultureInfo.InvariantCulture);
+        var labels = o.TryGetValue("labels", out var ls) ? ls.Split(',').Select(int.Parse).ToList() : [.. FashionConcepts.Labels];
+        foreach (int label in labels)
+        {
+            var dir = FashionConcepts.WriteFolder(train, label, count, seed, Path.Combine(o["out"], FashionConcepts.Name(label).Replace(' ', '-').Replace('/', '-')));
+            Console.WriteLine($"{label} {dir}");
+        }
         return 0;
     }
 

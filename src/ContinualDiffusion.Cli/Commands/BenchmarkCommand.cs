@@ -19,26 +19,30 @@ internal static class BenchmarkCommand
         var methods = new Option<string>("--methods") { Description = "Comma-separated methods: clora, lora (λ = 0), reference (each concept alone, no forgetting).", DefaultValueFactory = _ => "clora,lora,reference" };
         var lambdas = new Option<string>("--lambdas") { Description = "Comma-separated λ values for a C-LoRA sweep (each an extra method 'clora-l<λ>'), e.g. 1e6,1e7.", DefaultValueFactory = _ => "" };
         var seeds = new Option<string>("--seeds") { Description = "Comma-separated seeds (concept images, initialisation, sampling noise).", DefaultValueFactory = _ => "0,1,2" };
-        var tasks = new Option<int>("--tasks") { Description = "Number of tasks (held-out classes pullover, coat, shirt, sneaker, ankle boot in this order).", DefaultValueFactory = _ => 5 };
-        var imagesPerConcept = new Option<int>("--images-per-concept") { Description = "Training images of each concept (from the train split).", DefaultValueFactory = _ => 20 };
+        var tasks = new Option<int>("--tasks") { Description = "Number of tasks (fine-grained classes pullover, T-shirt, coat, sandal, ankle boot in this order).", DefaultValueFactory = _ => 5 };
+        var imagesPerConcept = new Option<int>("--images-per-concept") { Description = "Training images of each concept (from the train images kept out of pretraining).", DefaultValueFactory = _ => 20 };
         var config = new Option<FileInfo?>("--config") { Description = "Training options as JSON (keys as in configs/train/defaults.json). Default: configs/train/fashion.json." };
         var trainSteps = new Option<int?>("--train-steps") { Description = "Training steps per task (default: the training config's)." };
         var rank = new Option<int?>("--rank") { Description = "LoRA rank r (default: the training config's)." };
+        var lr = new Option<double?>("--lr") { Description = "LoRA learning rate (default: the training config's)." };
+        var tokenLr = new Option<double?>("--token-lr") { Description = "Concept-token embedding learning rate (default: the training config's)." };
         var lambda = new Option<double?>("--lambda") { Description = "λ of the plain 'clora' method (default: the training config's)." };
         var samples = new Option<int>("--samples") { Description = "Images generated and scored per concept after every task (and per base class).", DefaultValueFactory = _ => 100 };
         var sampleSteps = new Option<int>("--sample-steps") { Description = "Denoising steps per sample.", DefaultValueFactory = _ => 25 };
-        var guidance = new Option<double>("--guidance") { Description = "Classifier-free guidance scale.", DefaultValueFactory = _ => 4.0 };
+        var guidance = new Option<double>("--guidance") { Description = "Classifier-free guidance scale.", DefaultValueFactory = _ => 7.5 };
         var sampleBatch = new Option<int>("--sample-batch") { Description = "Images generated per batch.", DefaultValueFactory = _ => 50 };
+        var keepRuns = new Option<bool>("--keep-runs") { Description = "Keep the first seed's continual runs as <out>/run-<method> (usable with cdiff sample --run and status)." };
         var noBase = new Option<bool>("--no-base-classes") { Description = "Do not score the base model's own class prompts before and after." };
-        var basePrompt = new Option<string>("--base-prompt") { Description = "Prompt template of the base classes; {} is the class name.", DefaultValueFactory = _ => "a photo of a {}" };
+        var basePrompt = new Option<string>("--base-prompt") { Description = "Prompt template of the base model's coarse classes; {} is top, trouser, dress, shoe or bag.", DefaultValueFactory = _ => "a photo of a {}" };
+        var conceptPrompt = new Option<string>("--concept-prompt") { Description = "Prompt template of the concepts; {} is the token <vi>.", DefaultValueFactory = _ => "a photo of {}" };
         var classifier = new Option<FileInfo?>("--classifier") { Description = "Scoring classifier (safetensors); trained and saved there when missing. Default: $CDIFF_CACHE/fashion-classifier-v3.safetensors." };
         var classifierEpochs = new Option<int>("--classifier-epochs") { Description = "Epochs when the classifier has to be trained.", DefaultValueFactory = _ => 3 };
         var dataDir = new Option<DirectoryInfo>("--data") { Description = "Fashion-MNIST folder (gzipped IDX files).", DefaultValueFactory = _ => new DirectoryInfo(FashionMnist.DefaultFolder) };
 
-        var cmd = new Command("benchmark", "Continual-customization benchmark: learn held-out Fashion-MNIST classes one task after another and score forgetting.")
+        var cmd = new Command("benchmark", "Continual-customization benchmark: learn fine-grained Fashion-MNIST classes one task after another and score forgetting.")
         {
-            model, output, methods, lambdas, seeds, tasks, imagesPerConcept, config, trainSteps, rank, lambda, samples, sampleSteps, guidance, sampleBatch,
-            noBase, basePrompt, classifier, classifierEpochs, dataDir,
+            model, output, methods, lambdas, seeds, tasks, imagesPerConcept, config, trainSteps, rank, lr, tokenLr, lambda, samples, sampleSteps, guidance, sampleBatch,
+            keepRuns, noBase, basePrompt, conceptPrompt, classifier, classifierEpochs, dataDir,
         };
         cmd.SetAction(parse =>
         {
@@ -48,6 +52,8 @@ internal static class BenchmarkCommand
                 Steps = parse.GetValue(trainSteps) ?? baseConfig.Steps,
                 Rank = parse.GetValue(rank) ?? baseConfig.Rank,
                 Lambda = parse.GetValue(lambda) ?? baseConfig.Lambda,
+                LearningRate = parse.GetValue(lr) ?? baseConfig.LearningRate,
+                TokenLearningRate = parse.GetValue(tokenLr) ?? baseConfig.TokenLearningRate,
             };
             var options = new BenchmarkOptions
             {
@@ -63,7 +69,9 @@ internal static class BenchmarkCommand
                 Guidance = parse.GetValue(guidance),
                 SampleBatch = parse.GetValue(sampleBatch),
                 ScoreBaseClasses = !parse.GetValue(noBase),
+                KeepRuns = parse.GetValue(keepRuns),
                 BasePromptTemplate = parse.GetValue(basePrompt)!,
+                ConceptPromptTemplate = parse.GetValue(conceptPrompt)!,
                 ClassifierPath = parse.GetValue(classifier)?.FullName ?? ClassifierCache.DefaultPath,
                 ClassifierEpochs = parse.GetValue(classifierEpochs),
                 DataDir = parse.GetValue(dataDir)!.FullName,

@@ -17,7 +17,7 @@ internal static class SampleCommand
     public static Command Create(TextWriter stdout, TextWriter stderr, Func<CancellationToken> cancel)
     {
         var model = new Option<DirectoryInfo?>("--model") { Description = "A diffusers-format Stable Diffusion folder (with --run: overrides the run's base model path; its hash must match)." };
-        var run = new Option<DirectoryInfo?>("--run") { Description = "A run directory: sample with every learned concept token (<v1>, <v2>, ...)." };
+        var run = new Option<DirectoryInfo?>("--run") { Description = $"A run directory: sample with every learned concept token (<v1>, <v2>, ...). Default without --model: ./{CommonOptions.DefaultRunDir}, as for train and status." };
         var prompt = new Option<string>("--prompt") { Description = "What to draw, e.g. \"<v3> portrait\".", Required = true };
         var negative = new Option<string>("--negative-prompt") { Description = "What to steer away from.", DefaultValueFactory = _ => "" };
         var steps = new Option<int>("--steps") { Description = "Denoising steps.", DefaultValueFactory = _ => 30 };
@@ -39,7 +39,7 @@ internal static class SampleCommand
         {
             var modelDir = parse.GetValue(model);
             var runDir = parse.GetValue(run);
-            if (modelDir is null && runDir is null) throw new InputException("--model or --run is required (a diffusers-format folder, or a run directory)");
+            if (modelDir is null && runDir is null) runDir = DefaultRun(); // like train and status: ./cdiff-run
             long seedValue = parse.GetValue(seed) ?? Random.Shared.NextInt64(0, int.MaxValue);
 
             var clock = Stopwatch.StartNew();
@@ -106,10 +106,19 @@ internal static class SampleCommand
         for (int k = 1; File.Exists(path); k++) path = Path.Combine(dir, $"{stem}-{k}.png");
         return path;
     }
+
+    /// ./cdiff-run when it holds a run; otherwise the error says what to pass.
+    private static DirectoryInfo DefaultRun()
+    {
+        var dir = new DirectoryInfo(CommonOptions.DefaultRunDir);
+        if (File.Exists(Path.Combine(dir.FullName, RunDirectory.ManifestName))) return dir;
+        throw new InputException($"no --run or --model given and {dir.FullName} holds no run: train one with `cdiff train --task 1 --images DIR --model MODEL`, or pass --run DIR or --model DIR");
+    }
 }
 
 /// IProgress that reports on the calling thread (Progress<T> would post to the thread pool and reorder lines).
 internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
 {
     public void Report(T value) => report(value);
+
 }

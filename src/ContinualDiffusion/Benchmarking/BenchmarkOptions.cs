@@ -30,12 +30,17 @@ public sealed record BenchmarkOptions
     /// Samples generated and scored per concept after every task (and per base class).
     public int Samples { get; init; } = 100;
     public int SampleSteps { get; init; } = 25;
-    public double Guidance { get; init; } = 4.0;
+    /// 7.5: the shipped base model's coarse prompts are recognised in 93% of samples at 7.5, 87% at 4.
+    public double Guidance { get; init; } = 7.5;
     public int SampleBatch { get; init; } = 50;
+    /// Keep the first seed's continual run directories as <out>/run-<method> (the demo hands one to the user).
+    public bool KeepRuns { get; init; }
     /// Score the base model's own class prompts before the first and after the last task.
     public bool ScoreBaseClasses { get; init; } = true;
-    /// "{}" is replaced by a base class name ("a photo of a dress").
+    /// "{}" is replaced by a coarse class name ("a photo of a shoe").
     public string BasePromptTemplate { get; init; } = "a photo of a {}";
+    /// "{}" is replaced by the concept's token ("a photo of <v1>"): no class noun, as in the paper.
+    public string ConceptPromptTemplate { get; init; } = "a photo of {}";
     /// The scoring classifier; trained and cached here when the file does not exist.
     public required string ClassifierPath { get; init; }
     public int ClassifierEpochs { get; init; } = 3; // 91.1% test accuracy, 1.6–2.7 min on 2 cores (`scripts/bench.sh classifier`)
@@ -57,13 +62,14 @@ public sealed record BenchmarkOptions
         Require(Lambdas.Distinct().Count() == Lambdas.Count, "--lambdas: a λ is listed twice");
         Require(Seeds.Count > 0, "--seeds: give at least one seed");
         Require(Seeds.Distinct().Count() == Seeds.Count, "--seeds: a seed is listed twice");
-        Require(Tasks is >= 1 && Tasks <= FashionConcepts.HeldOutLabels.Count, $"--tasks: {Tasks} must be between 1 and {FashionConcepts.HeldOutLabels.Count} (one held-out Fashion-MNIST class per task)");
+        Require(Tasks is >= 1 && Tasks <= FashionConcepts.Labels.Count, $"--tasks: {Tasks} must be between 1 and {FashionConcepts.Labels.Count} (one fine-grained Fashion-MNIST class per task)");
         Require(ImagesPerConcept >= 1, $"--images-per-concept: {ImagesPerConcept} must be >= 1");
         Require(Samples >= 2, $"--samples: {Samples} must be >= 2 (MMD needs two samples)");
         Require(SampleSteps >= 1, $"--sample-steps: {SampleSteps} must be >= 1");
         Require(double.IsFinite(Guidance) && Guidance >= 0, $"--guidance: {Guidance.ToString(CultureInfo.InvariantCulture)} must be a number >= 0");
         Require(SampleBatch >= 1, $"--sample-batch: {SampleBatch} must be >= 1");
         Require(BasePromptTemplate.Contains("{}"), "--base-prompt: the template must contain {} (replaced by the class name)");
+        Require(ConceptPromptTemplate.Contains("{}"), "--concept-prompt: the template must contain {} (replaced by the concept token)");
         Require(ClassifierEpochs >= 1, $"--classifier-epochs: {ClassifierEpochs} must be >= 1");
         Require(!string.IsNullOrWhiteSpace(ClassifierPath), "--classifier must name a file");
         Training.Validated("training options", asOptions: true);

@@ -13,9 +13,10 @@ using static TorchSharp.torch;
 
 namespace ContinualDiffusion.Benchmarking;
 
-/// The continual-customization benchmark: for every seed and method, learn the held-out Fashion-MNIST classes as
-/// concepts <v1>..<vT> one task after another (through the same library call as `cdiff train`), and after every
-/// task sample every concept learned so far and score it with the classifier (accuracy → R[t][i], MMD² → Mmd[t][i]).
+/// The continual-customization benchmark: for every seed and method, learn the fine-grained Fashion-MNIST classes
+/// (FashionConcepts) as concepts <v1>..<vT> one task after another (through the same library call as `cdiff train`),
+/// and after every task sample every concept learned so far and score it with the classifier (accuracy → R[t][i],
+/// MMD² → Mmd[t][i], KID → Kid[t][i]).
 /// Writes results.json, report.md, the figures and one sample grid per method into the output folder.
 public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress? progress = null, Device? device = null)
 {
@@ -25,7 +26,8 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
     public const string RunsFolder = "runs";
     public const string WorkFolder = "work";
 
-    public static string GridFileName(string method, long seed) => $"samples-{RunCache.FileSafe(method)}-seed{seed}.png";
+    /// The sample grid of one seed: every method side by side.
+    public static string GridFileName(long seed) => $"samples-seed{seed}.png";
 
     public BenchmarkResults Run(CancellationToken cancel = default)
     {
@@ -42,6 +44,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
         string fingerprintBase = Fingerprint(folder.ComputeIdentityHash(), classifierAccuracy);
         var cache = new RunCache(Path.Combine(_o.OutDir, RunsFolder));
         var specs = _o.MethodSpecs();
+        var ceiling = CeilingPerConcept(classifier, test);
         var runs = new List<MethodRun>();
         foreach (var seed in _o.Seeds)
         {
@@ -52,7 +55,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
             {
                 cancel.ThrowIfCancellationRequested();
                 string fingerprint = $"{fingerprintBase}|{JsonSerializer.Serialize(spec, ResultsJson.Options)}|seed {seed}";
-                if (cache.TryLoad(spec.Label, seed, fingerprint) is { } cached && File.Exists(Path.Combine(_o.OutDir, GridFileName(spec.Label, seed))))
+                if (cache.TryLoad(spec.Label, seed, fingerprint) is { } cached && File.Exists(cache.SamplesPathOf(spec.Label, seed)))
                 {
                     _progress.Info($"{spec.Label} seed {seed}: reusing the finished run in {cache.PathOf(spec.Label, seed)}");
                     runs.Add(cached);
@@ -60,7 +63,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
                 }
                 if (spec.Continual && _o.ScoreBaseClasses && baseBefore is null)
                     baseBefore = ScoreBaseModel(folder, scorer, seed, cancel);
-                var run = RunMethod(spec, seed, train, scorer, spec.Continual ? baseBefore : null, cancel);
+                var run = RunMethod(spec, seed, train, scorer, spec.Continual ? baseBefore : null, cache, cancel);
                 cache.Save(spec.Label, seed, fingerprint, run);
                 runs.Add(run);
             }
@@ -69,11 +72,12 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
         var results = new BenchmarkResults
         {
             ConceptNames = [.. Enumerable.Range(1, _o.Tasks).Select(FashionConcepts.ConceptName)],
+            Ceiling = ceiling,
             Runs = runs,
             Config = ReportConfig(classifierAccuracy, wall.Elapsed.TotalSeconds),
         };
-        var grids = specs.Select(s => GridFileName(s.Label, _o.Seeds[0])).ToList();
-        BenchmarkReport.WriteAll(_o.OutDir, results, grids);
+        SaveGrid(specs, cache, _o.Seeds[0]);
+        BenchmarkReport.WriteAll(_o.OutDir, results, [GridFileName(_o.Seeds[0])]);
         TryDeleteDirectory(Path.Combine(_o.OutDir, WorkFolder));
         _progress.Info($"benchmark done in {wall.Elapsed.TotalMinutes:F1} min: {Path.Combine(_o.OutDir, BenchmarkReport.ReportFileName)}");
         return results;
@@ -81,7 +85,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
 
     /// One method with one seed over all tasks.
     private MethodRun RunMethod(MethodSpec spec, long seed, FashionMnist.Split train, ConceptScorer scorer,
-        Dictionary<string, double>? baseBefore, CancellationToken cancel)
+        Dictionary<string, double>? baseBefore, RunCache cache, CancellationToken cancel)
     {
         int tasks = _o.Tasks;
         string name = $"{spec.Label} seed {seed}";
@@ -89,6 +93,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
         TryDeleteDirectory(runRoot); // a half-finished run from an interrupted benchmark: its tasks are redone
         var r = Matrix(tasks);
         var mmd = Matrix(tasks);
+        var kid = Matrix(tasks);
         var grid = new Tensor?[tasks, tasks];
         var baseAfter = new Dictionary<string, double>();
         double trainSeconds = 0, sampleSeconds = 0;
@@ -96,7 +101,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
         {
             for (int t = 0; t < tasks; t++)
             {
-                int label = FashionConcepts.HeldOutLabels[t];
+                int label = FashionConcepts.Labels[t];
                 _progress.Info($"{name}: task {t + 1}/{tasks}, learning {FashionConcepts.ConceptName(t + 1)} from {_o.ImagesPerConcept} images");
                 var clock = Stopwatch.StartNew();
                 string taskRun = spec.Continual ? runRoot : Path.Combine(runRoot, $"concept-{t + 1}");
@@ -111,27 +116,38 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
                 foreach (int i in concepts)
                 {
                     string token = Text.ConceptTokens.Name(spec.Continual ? i + 1 : 1);
-                    var score = scorer.Score(model, FashionConcepts.HeldOutLabels[i], $"a photo of {token}", cancel);
-                    (r[t][i], mmd[t][i], grid[t, i]) = (score.Accuracy, score.Mmd, score.GridSamples);
-                    _progress.Info($"{name}: after task {t + 1}, {FashionConcepts.ConceptName(i + 1)}: accuracy {score.Accuracy:P0}, MMD² {score.Mmd:F4}");
+                    var score = scorer.Score(model, new PromptTarget(FashionConcepts.Labels[i], _o.ConceptPromptTemplate.Replace("{}", token)), cancel);
+                    (r[t][i], mmd[t][i], kid[t][i], grid[t, i]) = (score.Accuracy, score.Mmd, score.Kid, score.GridSamples);
+                    _progress.Info($"{name}: after task {t + 1}, {FashionConcepts.ConceptName(i + 1)}: accuracy {score.Accuracy:P0}, MMD² {score.Mmd:F4}, KID {score.Kid:F4}");
                 }
                 if (spec.Continual && t == tasks - 1 && baseBefore is not null)
                     baseAfter = ScoreBaseClasses(model, scorer, $"{name}: after the last task", cancel);
                 sampleSeconds += clock.Elapsed.TotalSeconds;
             }
-            if (!spec.Continual) FillReferenceRows(r, mmd);
-            SampleGrid.Save(Path.Combine(_o.OutDir, GridFileName(spec.Label, seed)), tasks,
-                (t, i) => spec.Continual ? grid[t, i] : grid[i, i],
-                new Dictionary<string, string> { ["layout"] = "rows: concepts <v1>..; columns: after task 1..", ["method"] = spec.Label, ["seed"] = seed.ToString(CultureInfo.InvariantCulture) });
+            if (!spec.Continual) FillReferenceRows(r, mmd, kid);
+            // The grid's samples (a few per cell) are kept with the cached run, so the picture of all methods side by
+            // side can be drawn whichever runs were reused. The reference's concept i looks the same after every task.
+            var cells = new Dictionary<string, Tensor>();
+            for (int t = 0; t < tasks; t++)
+                for (int i = 0; i <= t; i++)
+                    cells[CellKey(t, i)] = spec.Continual ? grid[t, i]! : grid[i, i]!;
+            SafeTensorsFile.Save(cache.SamplesPathOf(spec.Label, seed), cells);
         }
         finally
         {
             foreach (var g in grid) g?.Dispose();
         }
+        if (_o.KeepRuns && spec.Continual && seed == _o.Seeds[0])
+        {
+            // The first seed's continual runs stay as real run directories (cdiff sample --run / status work on them).
+            string kept = KeptRunPath(spec.Label);
+            TryDeleteDirectory(kept);
+            Directory.Move(runRoot, kept);
+        }
         TryDeleteDirectory(runRoot); // adapters are not part of the results; keep the disk clean across many runs
         return new MethodRun
         {
-            Method = spec.Label, Lambda = spec.Lambda, Seed = seed, R = r, Mmd = mmd,
+            Method = spec.Label, Lambda = spec.Lambda, Seed = seed, R = r, Mmd = mmd, Kid = kid,
             BaseClassAccuracyBefore = baseBefore ?? [], BaseClassAccuracyAfter = baseBefore is null ? [] : baseAfter,
             TrainSeconds = trainSeconds, SampleSeconds = sampleSeconds,
         };
@@ -160,6 +176,9 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
         finally { TryDeleteDirectory(images); }
     }
 
+    /// Where `KeepRuns` leaves a method's run directory: <out>/run-<method>.
+    public string KeptRunPath(string method) => Path.Combine(_o.OutDir, $"run-{RunCache.FileSafe(method)}");
+
     /// The training config of every task of a run: the benchmark's, with the method's name, λ and the seed.
     public TrainingConfig TrainingConfigFor(MethodSpec spec, long seed) => _o.Training with
     {
@@ -175,27 +194,64 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
         return ScoreBaseClasses(model, scorer, $"seed {seed}: base model before customization", cancel);
     }
 
-    /// Accuracy of the base model's own class prompts ("a photo of a dress"): does customization damage them?
+    /// Accuracy of the base model's own coarse prompts ("a photo of a shoe" counts any shoe): does customization
+    /// damage what the model knew?
     private Dictionary<string, double> ScoreBaseClasses(StableDiffusion model, ConceptScorer scorer, string what, CancellationToken cancel)
     {
         var scores = new Dictionary<string, double>();
-        foreach (int label in FashionConcepts.BaseLabels)
+        foreach (var target in FashionConcepts.BasePrompts(_o.BasePromptTemplate))
         {
-            string prompt = _o.BasePromptTemplate.Replace("{}", FashionConcepts.PromptNames[label]);
-            using var s = scorer.Score(model, label, prompt, cancel);
-            scores[FashionConcepts.PromptNames[label]] = s.Accuracy;
-            _progress.Info($"{what}: \"{prompt}\" accuracy {s.Accuracy:P0}");
+            using var s = scorer.Score(model, target, cancel);
+            scores[target.Prompt] = s.Accuracy;
+            _progress.Info($"{what}: \"{target.Prompt}\" accuracy {s.Accuracy:P0}");
         }
         _progress.Info($"{what}: base-class accuracy {string.Join(", ", scores.Select(kv => $"{kv.Key} {kv.Value:P0}"))}");
         return scores;
     }
 
+    private static string CellKey(int afterTask, int concept) => $"after_task{afterTask + 1}.concept{concept + 1}";
+
+    /// samples-seed{seed}.png: one panel per method, rows = concepts, columns = after task t.
+    private void SaveGrid(IReadOnlyList<MethodSpec> specs, RunCache cache, long seed)
+    {
+        var loaded = specs.Select(s => SafeTensorsFile.Load(cache.SamplesPathOf(s.Label, seed))).ToList();
+        try
+        {
+            var panels = specs.Select((s, k) => new GridPanel(PanelTitle(s),
+                (t, i) => loaded[k].TryGetValue(CellKey(t, i), out var cell) ? cell : null)).ToList();
+            SampleGrid.Save(Path.Combine(_o.OutDir, GridFileName(seed)), _o.Tasks,
+                [.. Enumerable.Range(1, _o.Tasks).Select(FashionConcepts.ConceptName)], panels,
+                new Dictionary<string, string> { ["layout"] = "panels: methods; rows: concepts <v1>..; columns: after task 1..", ["seed"] = seed.ToString(CultureInfo.InvariantCulture) });
+        }
+        finally
+        {
+            foreach (var d in loaded) foreach (var t in d.Values) t.Dispose();
+        }
+    }
+
+    private static string PanelTitle(MethodSpec s) => s.Continual
+        ? (s.TrainingMethod == "lora" ? "LoRA (sequential)" : $"C-LoRA (λ = {ReportFormat.Lambda(s.Lambda)})")
+        : "reference (each concept alone)";
+
     /// The reference samples each concept with its own adapter only, so its score is the same after every later
     /// task (same adapter, same sampling seeds): R[t][i] = R[i][i].
-    private static void FillReferenceRows(double[][] r, double[][] mmd)
+    private static void FillReferenceRows(double[][] r, double[][] mmd, double[][] kid)
     {
         for (int t = 0; t < r.Length; t++)
-            for (int i = 0; i < t; i++) (r[t][i], mmd[t][i]) = (r[i][i], mmd[i][i]);
+            for (int i = 0; i < t; i++) (r[t][i], mmd[t][i], kid[t][i]) = (r[i][i], mmd[i][i], kid[i][i]);
+    }
+
+    /// The classifier's accuracy on all real test images of each concept's class: what a perfect concept can score.
+    private Dictionary<string, double> CeilingPerConcept(FashionClassifier classifier, FashionMnist.Split test)
+    {
+        using var scorer = new ConceptScorer(classifier, test, new PromptClassAccuracy.Settings());
+        var ceiling = new Dictionary<string, double>();
+        for (int t = 1; t <= _o.Tasks; t++)
+        {
+            ceiling[FashionConcepts.ConceptName(t)] = scorer.RealAccuracy(FashionConcepts.Labels[t - 1]);
+            _progress.Info($"ceiling: the classifier recognises {ceiling[FashionConcepts.ConceptName(t)]:P1} of the real test images of {FashionConcepts.Name(FashionConcepts.Labels[t - 1])}");
+        }
+        return ceiling;
     }
 
     private static double[][] Matrix(int tasks) => [.. Enumerable.Range(0, tasks).Select(t => new double[t + 1])];
@@ -204,7 +260,8 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
     private string Fingerprint(string modelHash, double classifierAccuracy) => JsonSerializer.Serialize(new
     {
         modelHash, classifier = Path.GetFullPath(_o.ClassifierPath), classifierAccuracy, _o.Tasks, _o.ImagesPerConcept, _o.Samples,
-        _o.SampleSteps, _o.Guidance, _o.SampleBatch, _o.ScoreBaseClasses, _o.BasePromptTemplate, _o.DataDir,
+        _o.SampleSteps, _o.Guidance, _o.SampleBatch, _o.ScoreBaseClasses, _o.BasePromptTemplate, _o.ConceptPromptTemplate, _o.DataDir,
+        protocol = "fine-grained v1", // FashionProtocol: concept pools, coarse base prompts, KID
         training = Configuration.JsonConfig.Serialize(_o.Training),
     });
 
@@ -221,10 +278,10 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
             ["λ sweep"] = _o.Lambdas.Count == 0 ? "none" : string.Join(", ", _o.Lambdas.Select(ReportFormat.Lambda)),
             ["seeds"] = string.Join(", ", _o.Seeds),
             ["samples per concept"] = _o.Samples.ToString(inv),
-            ["sampling"] = $"{_o.SampleSteps} DDIM steps, guidance {_o.Guidance.ToString(inv)}, prompt \"a photo of <vi>\"",
-            ["base-class prompts"] = _o.ScoreBaseClasses ? $"\"{_o.BasePromptTemplate}\" for {string.Join(", ", FashionConcepts.BaseLabels.Select(l => FashionConcepts.PromptNames[l]))}" : "not scored",
+            ["sampling"] = $"{_o.SampleSteps} DDIM steps, guidance {_o.Guidance.ToString(inv)}, prompt \"{_o.ConceptPromptTemplate.Replace("{}", "<vi>")}\"",
+            ["base-model prompts"] = _o.ScoreBaseClasses ? $"{string.Join(", ", FashionConcepts.BasePrompts(_o.BasePromptTemplate).Select(p => $"\"{p.Prompt}\""))}; a sample counts when its class belongs to the prompt's group" : "not scored",
             ["scoring classifier"] = $"{Path.GetFileName(_o.ClassifierPath)}, test accuracy {ReportFormat.Percent(classifierAccuracy)} (10 classes)",
-            ["MMD²"] = "Gaussian kernel, median-distance bandwidth, classifier features (128-d), vs up to 500 real test images of the class",
+            ["MMD² / KID"] = "MMD²: Gaussian kernel, median-distance bandwidth; KID: unbiased, cubic polynomial kernel; both on classifier features (128-d), vs up to 500 real test images of the class",
             ["sample grids"] = $"rows = concepts <v1>..<v{_o.Tasks}>, columns = after task 1..{_o.Tasks}, {ConceptScorer.GridSamplesPerCell} samples per cell, seed {_o.Seeds[0]}",
             ["machine"] = $"{Environment.ProcessorCount} CPU cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}",
             ["wall time"] = ReportFormat.Duration(wallSeconds),

@@ -6,47 +6,63 @@ using static TorchSharp.torch;
 
 namespace ContinualDiffusion.Benchmarking;
 
-/// One prompt's score: the fraction of its samples classified as the intended class, the MMD² between the samples
-/// and real test images of that class in the classifier's feature space, and a few samples kept for the grid.
-public sealed record ConceptScore(double Accuracy, double Mmd, Tensor GridSamples) : IDisposable
+/// One prompt's score: the fraction of its samples classified as a class the prompt accepts, the MMD² and KID
+/// between the samples and real test images of those classes in the classifier's feature space, and a few samples
+/// kept for the grid.
+public sealed record ConceptScore(double Accuracy, double Mmd, double Kid, Tensor GridSamples) : IDisposable
 {
     public void Dispose() => GridSamples.Dispose();
 }
 
 /// Samples a prompt with a model and scores it with the Fashion-MNIST classifier. Real-image features are computed
-/// once per class and reused for every MMD.
+/// once per accepted class set and reused for every MMD² and KID.
 public sealed class ConceptScorer(FashionClassifier classifier, FashionMnist.Split test, PromptClassAccuracy.Settings sampling,
     int realPerClass = 500) : IDisposable
 {
     public const int GridSamplesPerCell = 4;
-    private readonly Dictionary<int, Tensor> _realFeatures = [];
+    private readonly Dictionary<string, Tensor> _realFeatures = [];
 
     public PromptClassAccuracy.Settings Sampling => sampling;
 
-    /// Samples `prompt` (seeded by the settings and `label`) and scores it as class `label`.
-    public ConceptScore Score(StableDiffusion model, int label, string prompt, CancellationToken cancel = default)
+    /// Samples `target.Prompt` (seeded by the settings and the target's label) and scores it.
+    public ConceptScore Score(StableDiffusion model, PromptTarget target, CancellationToken cancel = default)
     {
-        double mmd = double.NaN;
+        double mmd = double.NaN, kid = double.NaN;
         Tensor? grid = null;
-        var scores = PromptClassAccuracy.Measure(model, classifier, [(label, prompt)], sampling, (_, images) =>
+        var scores = PromptClassAccuracy.Measure(model, classifier, [target], sampling, (_, images) =>
         {
             using var scope = torch.NewDisposeScope();
             using var noGrad = torch.no_grad();
             var features = classifier.Features(PromptClassAccuracy.ClassifierInput(images));
-            mmd = Evaluation.Mmd.Squared(features, RealFeatures(label));
+            var real = RealFeatures(target.AcceptedLabels);
+            mmd = Evaluation.Mmd.Squared(features, real);
+            kid = Evaluation.Kid.Compute(features, real);
             grid = images[..Math.Min(GridSamplesPerCell, (int)images.shape[0])].clone().DetachFromDisposeScope();
         }, cancel);
-        return new ConceptScore(scores[0].Accuracy, mmd, grid!);
+        return new ConceptScore(scores[0].Accuracy, mmd, kid, grid!);
     }
 
-    private Tensor RealFeatures(int label)
+    /// The classifier's accuracy on real test images of `label`: the ceiling a concept of that class can reach.
+    public double RealAccuracy(int label)
     {
-        if (_realFeatures.TryGetValue(label, out var f)) return f;
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
-        var indices = test.IndicesOf(label).Take(realPerClass).ToArray();
+        classifier.eval();
+        var indices = test.IndicesOf(label).ToArray();
+        var predicted = classifier.forward(FashionImages.ToTensor(test, indices)).argmax(1);
+        return predicted.eq(label).to_type(ScalarType.Float64).mean().item<double>();
+    }
+
+    /// Features of up to `realPerClass` test images of each accepted class.
+    private Tensor RealFeatures(IReadOnlyList<int> labels)
+    {
+        string key = string.Join(",", labels);
+        if (_realFeatures.TryGetValue(key, out var f)) return f;
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var indices = labels.SelectMany(l => test.IndicesOf(l).Take(realPerClass)).ToArray();
         f = classifier.Features(FashionImages.ToTensor(test, indices)).DetachFromDisposeScope(); // cached: outlives every scope
-        _realFeatures[label] = f;
+        _realFeatures[key] = f;
         return f;
     }
 

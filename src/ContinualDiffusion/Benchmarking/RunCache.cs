@@ -13,6 +13,9 @@ public sealed class RunCache(string folder)
 
     public string PathOf(string method, long seed) => Path.Combine(folder, $"{FileSafe(method)}-seed{seed}.json");
 
+    /// The few samples per (task, concept) cell the run's grid shows, kept next to its results.
+    public string SamplesPathOf(string method, long seed) => Path.Combine(folder, $"{FileSafe(method)}-seed{seed}.samples.safetensors");
+
     public MethodRun? TryLoad(string method, long seed, string fingerprint)
     {
         var path = PathOf(method, seed);

@@ -6,7 +6,14 @@ using static TorchSharp.torch;
 
 namespace ContinualDiffusion.Evaluation;
 
-/// How often the images generated for a class prompt are classified as that class.
+/// A prompt and the classes that count as drawing it: `Label` seeds the sampling (and names the prompt's class),
+/// `Accepted` defaults to [Label]; a coarse prompt ("a photo of a shoe") accepts every class of its group.
+public sealed record PromptTarget(int Label, string Prompt, IReadOnlyList<int>? Accepted = null)
+{
+    public IReadOnlyList<int> AcceptedLabels => Accepted ?? [Label];
+}
+
+/// How often the images generated for a prompt are classified as one of the classes it accepts.
 public sealed record ClassPromptScore(int Label, string Prompt, int Samples, int Correct, IReadOnlyDictionary<int, int> Predicted)
 {
     public double Accuracy => Samples == 0 ? 0 : (double)Correct / Samples;
@@ -20,12 +27,13 @@ public static class PromptClassAccuracy
 
     /// `onImages` receives each class's images (N, H, W, 3) in [0, 1] (e.g. for a grid) before they are disposed.
     public static IReadOnlyList<ClassPromptScore> Measure(StableDiffusion model, FashionClassifier classifier,
-        IReadOnlyList<(int Label, string Prompt)> prompts, Settings s, Action<int, Tensor>? onImages = null, CancellationToken cancel = default)
+        IReadOnlyList<PromptTarget> prompts, Settings s, Action<int, Tensor>? onImages = null, CancellationToken cancel = default)
     {
         classifier.eval();
         var scores = new List<ClassPromptScore>();
-        foreach (var (label, prompt) in prompts)
+        foreach (var target in prompts)
         {
+            var (label, prompt) = (target.Label, target.Prompt);
             var predicted = new Dictionary<int, int>();
             var images = new List<Tensor>();
             try
@@ -48,7 +56,8 @@ public static class PromptClassAccuracy
             {
                 foreach (var t in images) t.Dispose();
             }
-            scores.Add(new ClassPromptScore(label, prompt, s.SamplesPerPrompt, predicted.GetValueOrDefault(label), predicted));
+            int correct = target.AcceptedLabels.Sum(l => predicted.GetValueOrDefault(l));
+            scores.Add(new ClassPromptScore(label, prompt, s.SamplesPerPrompt, correct, predicted));
         }
         return scores;
     }

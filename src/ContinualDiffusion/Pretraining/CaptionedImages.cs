@@ -8,6 +8,15 @@ using static TorchSharp.torch;
 
 namespace ContinualDiffusion.Pretraining;
 
+/// How `cdiff pretrain` captions Fashion-MNIST images.
+public enum FashionCaptions
+{
+    /// "a photo of a top" / "shoe" / "trouser" / "dress" / "bag": the fine-grained testbed's base model.
+    Coarse,
+    /// "a photo of a coat": one caption per class.
+    Class,
+}
+
 /// Training pairs for a base model: images (N, 3, R, R) in [-1, 1] and one caption each. `Identity` is a
 /// SHA-256 of the pixels and captions, so the pretrain fingerprint changes exactly when the data does.
 public sealed class CaptionedImages : IDisposable
@@ -19,6 +28,11 @@ public sealed class CaptionedImages : IDisposable
         ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"];
 
     public static string FashionPrompt(int label) => $"a photo of a {FashionPromptNames[label]}";
+
+    /// A Fashion-MNIST image's caption: its coarse group ("a photo of a top", the testbed's default, see
+    /// FashionProtocol) or its own class ("a photo of a coat").
+    public static string FashionCaption(int label, FashionCaptions captions) =>
+        captions == FashionCaptions.Coarse ? FashionProtocol.CoarsePrompt(label) : FashionPrompt(label);
 
     public Tensor Pixels { get; }
     public IReadOnlyList<string> Captions { get; }
@@ -32,18 +46,22 @@ public sealed class CaptionedImages : IDisposable
         Identity = ComputeIdentity(pixels, captions);
     }
 
-    /// The first `maxImages / classes` training images of each class, captioned "a photo of a {class}".
-    public static CaptionedImages FromFashionMnist(string folder, IReadOnlyList<int> classes, int maxImages, int resolution)
+    /// The first `maxImages / classes` training images of each class (only from FashionProtocol's pretraining pool,
+    /// so concept images stay unseen), captioned coarsely ("a photo of a top") or by class ("a photo of a coat").
+    public static CaptionedImages FromFashionMnist(string folder, IReadOnlyList<int> classes, int maxImages, int resolution,
+        FashionCaptions captionStyle = FashionCaptions.Coarse)
     {
         var split = FashionMnist.LoadTrain(folder);
         int perClass = Math.Max(1, maxImages / classes.Count);
+        if (perClass > FashionProtocol.PretrainPoolPerClass)
+            throw new InputException($"--max-images: {maxImages} gives {perClass} images per class; at most {FashionProtocol.PretrainPoolPerClass} per class may be used for pretraining (the rest are the concepts' unseen images)");
         var indices = new List<int>();
         var captions = new List<string>();
         foreach (int label in classes)
         {
-            var chosen = split.IndicesOf(label).Take(perClass).ToList();
+            var chosen = FashionProtocol.PretrainPool(split, label).Take(perClass).ToList();
             indices.AddRange(chosen);
-            captions.AddRange(chosen.Select(_ => FashionPrompt(label)));
+            captions.AddRange(chosen.Select(_ => FashionCaption(label, captionStyle)));
         }
         var pixels = FashionImages.ToTensor(split, indices, channels: 3);
         return new CaptionedImages(Resize(pixels, resolution), captions);

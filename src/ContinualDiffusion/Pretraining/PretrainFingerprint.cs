@@ -48,7 +48,7 @@ public static class PretrainFingerprint
     {
         ["format"] = 1,
         ["data"] = r.ImagesDir is null
-            ? $"fashion-mnist classes={string.Join(",", r.Classes)}"
+            ? $"fashion-mnist classes={string.Join(",", r.Classes)} captions={r.Captions.ToString().ToLowerInvariant()}"
             : $"images {Path.GetFullPath(r.ImagesDir)}",
         ["data_sha256"] = dataIdentity,
         ["max_images"] = r.MaxImages,

@@ -77,7 +77,7 @@ public static class Pretrainer
     }
 
     private static CaptionedImages LoadData(PretrainRequest r) => r.ImagesDir is null
-        ? CaptionedImages.FromFashionMnist(r.FashionMnistDir, r.Classes, r.MaxImages, r.Resolution)
+        ? CaptionedImages.FromFashionMnist(r.FashionMnistDir, r.Classes, r.MaxImages, r.Resolution, r.Captions)
         : CaptionedImages.FromFolder(r.ImagesDir, r.MaxImages, r.Resolution);
 
     /// Fresh modules from the architecture, initialised from the seed (the text encoder keeps this init).

@@ -62,12 +62,12 @@ public sealed class BenchmarkRunnerTests : IDisposable
     [Fact]
     public void A_mini_benchmark_writes_valid_results_report_figures_and_grids_and_reuses_finished_runs()
     {
-        var options = MiniOptions();
+        var options = MiniOptions() with { KeepRuns = true };
         var progress = new Recorder();
         var results = new BenchmarkRunner(options, progress).Run();
 
         var read = ResultsJson.Read(Path.Combine(options.OutDir, BenchmarkReport.ResultsFileName)); // validates
-        Assert.Equal(["<v1> = pullover", "<v2> = coat"], read.ConceptNames);
+        Assert.Equal(["<v1> = pullover", "<v2> = T-shirt/top"], read.ConceptNames);
         Assert.Equal(["clora", "lora", "reference"], read.Runs.Select(r => r.Method));
         Assert.Equal(3 * 2 * 2, progress.Steps); // 3 methods × 2 tasks × 2 steps
         Assert.All(read.Runs.Where(r => r.Method != "reference"), r => Assert.Equal(5, r.BaseClassAccuracyAfter.Count));
@@ -76,11 +76,22 @@ public sealed class BenchmarkRunnerTests : IDisposable
         var report = File.ReadAllText(Path.Combine(options.OutDir, BenchmarkReport.ReportFileName));
         Assert.Contains("| clora |", report);
         Assert.Contains("| reference |", report);
-        foreach (var png in new[] { "accuracy-clora.png", "accuracy-reference.png", BenchmarkReport.ConceptCurvesFileName, "samples-lora-seed0.png" })
+        foreach (var png in new[] { "accuracy-clora.png", "accuracy-reference.png", BenchmarkReport.ConceptCurvesFileName, BenchmarkRunner.GridFileName(0) })
         {
             Assert.True(File.Exists(Path.Combine(options.OutDir, png)), png);
             Assert.Contains(png, report);
         }
+        // The report opens with the pictures, then the numbers; the ceiling is the classifier's own accuracy on real images.
+        Assert.True(report.IndexOf(BenchmarkRunner.GridFileName(0)) < report.IndexOf("| clora |"));
+        Assert.Equal(["<v1> = pullover", "<v2> = T-shirt/top"], read.Ceiling.Keys);
+        Assert.All(read.Ceiling.Values, c => Assert.InRange(c, 0, 1));
+        Assert.Contains("against the ceiling", report);
+        Assert.All(read.Runs, r => Assert.True(r.Kid is { Length: 2 } && double.IsFinite(r.Kid[1][0])));
+        Assert.Contains("final KID", report);
+        // --keep-runs: the first seed's continual runs stay as run directories cdiff can sample from; the reference's do not.
+        Assert.True(File.Exists(Path.Combine(options.OutDir, "run-clora", "manifest.json")));
+        Assert.True(File.Exists(Path.Combine(options.OutDir, "run-lora", "manifest.json")));
+        Assert.False(Directory.Exists(Path.Combine(options.OutDir, "run-reference")));
         Assert.False(Directory.Exists(Path.Combine(options.OutDir, BenchmarkRunner.WorkFolder))); // adapters and images cleaned up
 
         // Reference: concept 1 after task 2 was sampled with its own adapter only, so it equals its score after task 1.
@@ -90,11 +101,14 @@ public sealed class BenchmarkRunnerTests : IDisposable
         // Continual runs re-sample concept 1 with both adapters merged: a different model, so a different MMD².
         var lora = read.Runs.Single(r => r.Method == "lora");
         Assert.NotEqual(lora.Mmd[0][0], lora.Mmd[1][0]);
+        Assert.Equal(reference.Kid![0][0], reference.Kid[1][0]);
 
+        File.Delete(Path.Combine(options.OutDir, BenchmarkRunner.GridFileName(0)));
         var again = new Recorder();
         var second = new BenchmarkRunner(options, again).Run();
         Assert.Equal(0, again.Steps);
         Assert.Equal(3, again.Messages.Count(m => m.Contains("reusing the finished run")));
         Assert.Equal(results.Runs.Select(r => r.R[1][1]), second.Runs.Select(r => r.R[1][1]));
+        Assert.True(File.Exists(Path.Combine(options.OutDir, BenchmarkRunner.GridFileName(0)))); // redrawn from the cached samples
     }
 }

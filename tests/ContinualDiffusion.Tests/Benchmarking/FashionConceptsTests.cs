@@ -9,15 +9,20 @@ public class FashionConceptsTests
     private static readonly Lazy<FashionMnist.Split> Train = new(() => FashionMnist.LoadTrain());
 
     [Fact]
-    public void Held_out_classes_are_pullover_coat_shirt_sneaker_ankle_boot_and_base_classes_the_rest()
+    public void Concepts_are_three_kinds_of_top_then_two_kinds_of_shoe_and_base_prompts_the_coarse_groups()
     {
-        Assert.Equal(["pullover", "coat", "shirt", "sneaker", "ankle boot"], FashionConcepts.HeldOutLabels.Select(FashionConcepts.Name));
-        Assert.Equal([0, 1, 3, 5, 8], FashionConcepts.BaseLabels);
-        Assert.Equal("<v2> = coat", FashionConcepts.ConceptName(2));
+        Assert.Equal(["pullover", "T-shirt/top", "coat", "sandal", "ankle boot"], FashionConcepts.Labels.Select(FashionConcepts.Name));
+        Assert.Equal("<v3> = coat", FashionConcepts.ConceptName(3));
+        var prompts = FashionConcepts.BasePrompts("a photo of a {}");
+        Assert.Equal(["a photo of a top", "a photo of a trouser", "a photo of a dress", "a photo of a shoe", "a photo of a bag"], prompts.Select(p => p.Prompt));
+        Assert.Equal([0, 2, 4, 6], prompts[0].AcceptedLabels);
+        Assert.Equal([5, 7, 9], prompts[3].AcceptedLabels);
+        // every concept is a fine-grained class of a coarse group the base model knows
+        Assert.All(FashionConcepts.Labels, l => Assert.Contains(FashionProtocol.CoarseName(l), new[] { "top", "shoe" }));
     }
 
     [Fact]
-    public void Concept_images_are_chosen_deterministically_per_seed_from_the_held_out_class_only()
+    public void Concept_images_are_chosen_deterministically_per_seed_from_the_class_images_pretraining_never_used()
     {
         var train = Train.Value;
         var a = FashionConcepts.ChooseImages(train, 4, 20, seed: 0);
@@ -25,6 +30,9 @@ public class FashionConceptsTests
         Assert.NotEqual(a, FashionConcepts.ChooseImages(train, 4, 20, seed: 1));
         Assert.Equal(20, a.Distinct().Count());
         Assert.All(a, i => Assert.Equal(4, train.Labels[i]));
+        var pretrainPool = FashionProtocol.PretrainPool(train, 4).ToHashSet();
+        Assert.Equal(FashionProtocol.PretrainPoolPerClass, pretrainPool.Count);
+        Assert.All(a, i => Assert.DoesNotContain(i, pretrainPool));
     }
 
     [Fact]

@@ -12,7 +12,7 @@ public class TrainAndSampleCliTests : IDisposable
     [Fact]
     public void Train_two_concepts_then_sample_each_and_check_status()
     {
-        var run = Path.Combine(_dir, "run");
+        var run = Path.Combine(_dir, "cdiff-run"); // the default run directory, so `sample` below can omit --run
         var p1 = TestImages.WriteFolder(Path.Combine(_dir, "p1"), 3, new Rgb24(200, 40, 40));
         var p2 = TestImages.WriteFolder(Path.Combine(_dir, "p2"), 3, new Rgb24(40, 40, 200));
         string[] common = ["--run", run, "--steps", "3", "--rank", "2", "--checkpoint-every", "0"];
@@ -35,6 +35,11 @@ public class TrainAndSampleCliTests : IDisposable
             Assert.Equal("5", text["seed"]);
             Assert.Equal("ddim", text["scheduler"]);
         }
+
+        // As users type it: `cdiff sample --prompt "<v2> ..."` in the folder they trained in uses ./cdiff-run.
+        var byDefault = CliRunner.RunProcessIn(_dir, new Dictionary<string, string>(), "sample", "--prompt", "a photo of <v2>", "--steps", "2", "--seed", "5", "--out", Path.Combine(_dir, "default"));
+        Assert.True(byDefault.ExitCode == 0, byDefault.Stderr);
+        Assert.Single(Directory.GetFiles(Path.Combine(_dir, "default"), "*.png"));
 
         var status = CliRunner.Run("status", "--run", run);
         Assert.Equal(0, status.ExitCode);
@@ -62,7 +67,7 @@ public class TrainAndSampleCliTests : IDisposable
     [InlineData("sample --model MODEL --prompt x --width 33", "multiples of 8")]
     [InlineData("sample --model /no/such/model --prompt x", "model folder not found")]
     [InlineData("sample --model MODEL --prompt <v4>", "unknown concept token")]
-    [InlineData("sample --prompt x", "--model or --run is required")]
+    [InlineData("sample --prompt x", "no --run or --model given")]
     [InlineData("status --run RUN", "not a cdiff run directory")]
     public void Bad_input_is_one_line_on_stderr_with_exit_code_2(string commandLine, string expected)
     {

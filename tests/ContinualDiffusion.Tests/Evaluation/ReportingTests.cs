@@ -219,8 +219,8 @@ public sealed class ReportingTests : IDisposable
         Assert.StartsWith("# Test benchmark", md);
         Assert.Contains("| images_per_concept | 50 |", md);
         Assert.Contains("| task 1 | &lt;v1&gt; = pullover |", md);
-        // method | λ | seeds | A | F | final MMD² | MMD² increase | base before → after | train time
-        Assert.Contains("| clora | 1e+6 | 2 | 75.0% ± 7.1% | 12.5% ± 3.5% | 0.133 ± 0.047 | 0.0500 ± 0.0707 | 85.0% → 82.5% | 10.5 min |", md);
+        // method | λ | seeds | A | F | final MMD² | MMD² increase | final KID | KID increase | base before → after | train time
+        Assert.Contains("| clora | 1e+6 | 2 | 75.0% ± 7.1% | 12.5% ± 3.5% | 0.133 ± 0.047 | 0.0500 ± 0.0707 | — | — | 85.0% → 82.5% | 10.5 min |", md);
         Assert.Contains("| lora | 0 | 2 | 46.7% ± 9.4% | 67.5% ± 10.6% |", md);
         Assert.Contains("### clora (λ = 1e+6, 2 seeds)", md);
         Assert.Contains("| after task | &lt;v1&gt; = pullover | &lt;v2&gt; = dress | &lt;v3&gt; = sandal |", md);
@@ -229,6 +229,52 @@ public sealed class ReportingTests : IDisposable
         Assert.Contains("| 3 | 15.0% | 30.0% | 95.0% |", md);   // lora mean R, last row
         Assert.Contains("![accuracy-clora](accuracy-clora.png)", md);
         Assert.Contains("![method bars](method%20bars.png)", md);
+    }
+
+    [Fact]
+    public void The_report_puts_sample_grids_first_and_compares_every_concept_with_the_classifier_ceiling()
+    {
+        var results = Example() with { Ceiling = new() { ["<v1> = pullover"] = 0.8, ["<v2> = dress"] = 0.9, ["<v3> = sandal"] = 1.0 } };
+        var md = MarkdownReport.Render(results, ["accuracy-clora.png", "samples-seed0.png"]);
+        Assert.True(md.IndexOf("samples-seed0.png") < md.IndexOf("## Results"), "the sample grid opens the report");
+        Assert.True(md.IndexOf("accuracy-clora.png") > md.IndexOf("## Results"));
+        // concept | ceiling | clora (diagonal → last row, mean over seeds) | lora
+        Assert.Contains("| &lt;v1&gt; = pullover | 80.0% | 95.0% → 80.0% | 85.0% → 15.0% |", md);
+        Assert.Contains("| mean | 90.0% |", md);
+    }
+
+    [Fact]
+    public void Kid_scores_are_aggregated_like_mmd_and_must_be_given_for_every_run_of_a_method_or_none()
+    {
+        double[][] kid1 = [[0.1], [0.3, 0.2], [0.4, 0.2, 0.1]], kid2 = [[0.2], [0.2, 0.2], [0.2, 0.2, 0.2]];
+        var runs = Example().Runs;
+        var results = Example() with { Runs = [runs[0] with { Kid = kid1 }, runs[1] with { Kid = kid2 }, runs[2], runs[3]] };
+        var clora = Find(ResultsAggregation.Summarize(results), "clora");
+        Assert.Equal((0.7 / 3 + 0.2) / 2, clora.FinalKid!.Value.Mean, 12);
+        Assert.Equal(((0.4 - 0.1 + 0.2 - 0.2) / 2 + 0) / 2, clora.KidIncrease!.Value.Mean, 12);
+        Assert.Null(Find(ResultsAggregation.Summarize(results), "lora").FinalKid);
+        var mixed = Example() with { Runs = [runs[0] with { Kid = kid1 }, runs[1], runs[2], runs[3]] };
+        Assert.Contains("KID", Assert.Throws<ResultsException>(() => ResultsAggregation.Summarize(mixed)).Message);
+    }
+
+    [Fact]
+    public void A_lambda_sweep_gets_the_forgetting_versus_accuracy_figure_with_the_reference_line()
+    {
+        var runs = Example().Runs;
+        var sweep = Example() with
+        {
+            Runs = [.. runs, runs[0] with { Method = "clora-l10", Lambda = 10 }, runs[1] with { Method = "clora-l10", Lambda = 10 },
+                Run("reference", double.NaN, 1, [[0.9], [0.9, 0.9], [0.9, 0.9, 0.9]], mmd: [[0.1], [0.1, 0.1], [0.1, 0.1, 0.1]], after: 0.8, train: 1) with { BaseClassAccuracyBefore = [], BaseClassAccuracyAfter = [] }],
+        };
+        var summaries = ResultsAggregation.Summarize(sweep);
+        Assert.Equal(["lora", "clora-l10", "clora"], LambdaTradeoffFigure.Points(summaries).Select(p => p.Method)); // by λ: 0, 10, 1e6
+        Assert.Equal(0.9, LambdaTradeoffFigure.ReferenceAccuracy(summaries)!.Value, 12);
+        var written = BenchmarkReport.WriteAll(_dir, sweep);
+        Assert.Contains(LambdaTradeoffFigure.FileName, written);
+        using var image = AssertPng(Path.Combine(_dir, LambdaTradeoffFigure.FileName), 800, 600);
+        Assert.True(DarkPixels(image, 0, 40) > 100, "no title text rendered");
+        // Without a sweep (two methods) there is no trade-off figure.
+        Assert.DoesNotContain(LambdaTradeoffFigure.FileName, BenchmarkReport.WriteAll(Path.Combine(_dir, "plain"), Example()));
     }
 
     [Fact]

@@ -14,13 +14,25 @@ public class CaptionedImagesTests : IDisposable
     public void Fashion_mnist_classes_get_readable_prompts_and_an_even_split()
     {
         Assert.True(File.Exists(Path.Combine(FashionMnist.DefaultFolder, "train-images-idx3-ubyte.gz")), "the README's set-up installs dataset-fashion-mnist");
-        using var data = CaptionedImages.FromFashionMnist(FashionMnist.DefaultFolder, [0, 1, 8], 6, 32);
+        using var data = CaptionedImages.FromFashionMnist(FashionMnist.DefaultFolder, [0, 1, 8], 6, 32, FashionCaptions.Class);
         Assert.Equal(new long[] { 6, 3, 32, 32 }, data.Pixels.shape);
         Assert.Equal(["a photo of a t-shirt", "a photo of a t-shirt", "a photo of a trouser", "a photo of a trouser", "a photo of a bag", "a photo of a bag"], data.Captions);
-        using var again = CaptionedImages.FromFashionMnist(FashionMnist.DefaultFolder, [0, 1, 8], 6, 32);
+        using var again = CaptionedImages.FromFashionMnist(FashionMnist.DefaultFolder, [0, 1, 8], 6, 32, FashionCaptions.Class);
         Assert.Equal(data.Identity, again.Identity);
-        using var other = CaptionedImages.FromFashionMnist(FashionMnist.DefaultFolder, [0, 1, 3], 6, 32);
+        using var other = CaptionedImages.FromFashionMnist(FashionMnist.DefaultFolder, [0, 1, 3], 6, 32, FashionCaptions.Class);
         Assert.NotEqual(data.Identity, other.Identity);
+        using var coarse = CaptionedImages.FromFashionMnist(FashionMnist.DefaultFolder, [0, 1, 8], 6, 32);
+        Assert.NotEqual(data.Identity, coarse.Identity); // same pixels, other captions
+    }
+
+    [Fact]
+    public void The_default_captions_are_coarse_groups_and_pretraining_stays_out_of_the_concept_pool()
+    {
+        using var data = CaptionedImages.FromFashionMnist(FashionMnist.DefaultFolder, [0, 2, 4, 6, 5, 7, 9, 1, 3, 8], 10, 32);
+        Assert.Equal(["a photo of a top", "a photo of a top", "a photo of a top", "a photo of a top", "a photo of a shoe", "a photo of a shoe",
+            "a photo of a shoe", "a photo of a trouser", "a photo of a dress", "a photo of a bag"], data.Captions);
+        var e = Assert.Throws<InputException>(() => CaptionedImages.FromFashionMnist(FashionMnist.DefaultFolder, [0, 1], 2 * (FashionProtocol.PretrainPoolPerClass + 1), 32));
+        Assert.Contains("--max-images", e.Message);
     }
 
     [Fact]

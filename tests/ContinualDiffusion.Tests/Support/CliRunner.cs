@@ -24,9 +24,14 @@ public static class CliRunner
     public static CliResult RunProcess(params string[] args) => RunProcess(new Dictionary<string, string>(), args);
 
     /// The same with extra environment variables for the child process.
-    public static CliResult RunProcess(IReadOnlyDictionary<string, string> environment, params string[] args)
+    public static CliResult RunProcess(IReadOnlyDictionary<string, string> environment, params string[] args) =>
+        RunProcessIn(null, environment, args);
+
+    /// The same in another working directory (for defaults such as ./cdiff-run).
+    public static CliResult RunProcessIn(string? workingDirectory, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        if (workingDirectory is not null) psi.WorkingDirectory = workingDirectory;
         foreach (var (k, v) in environment) psi.Environment[k] = v;
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "cdiff.dll"));
         foreach (var a in args) psi.ArgumentList.Add(a);

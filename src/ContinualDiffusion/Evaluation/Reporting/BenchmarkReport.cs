@@ -34,6 +34,11 @@ public static class BenchmarkReport
         figures.Add(ConceptCurvesFileName);
         Figures.MethodBars(Path.Combine(folder, MethodBarsFileName), summaries);
         figures.Add(MethodBarsFileName);
+        if (LambdaTradeoffFigure.Points(summaries).Count >= 3) // a sweep: λ = 0 (LoRA) and at least two C-LoRA λ
+        {
+            LambdaTradeoffFigure.Save(Path.Combine(folder, LambdaTradeoffFigure.FileName), summaries);
+            figures.Add(LambdaTradeoffFigure.FileName);
+        }
         figures.AddRange(extraFigures ?? []);
 
         MarkdownReport.Write(Path.Combine(folder, ReportFileName), results, figures);

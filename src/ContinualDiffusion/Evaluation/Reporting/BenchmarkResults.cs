@@ -19,6 +19,10 @@ public sealed record BenchmarkResults
     /// One label per task, e.g. "<v1> = pullover"; concept i is learned in task i.
     public required List<string> ConceptNames { get; init; }
 
+    /// The classifier's accuracy on real test images of each concept's class (concept name → accuracy): the ceiling
+    /// any method can reach. Empty in results written before it was measured.
+    public Dictionary<string, double> Ceiling { get; init; } = [];
+
     public required List<MethodRun> Runs { get; init; }
 }
 
@@ -41,7 +45,11 @@ public sealed record MethodRun
     /// classifier's feature space (lower is better). Same shape rules as R.
     public required double[][] Mmd { get; init; }
 
-    /// Accuracy of the base model's own class prompts (class name → fraction classified as that class) before any
+    /// Kid[t][i]: KID (unbiased, cubic polynomial kernel) between the same samples and real images, same feature
+    /// space and shape rules as Mmd; null in results written before KID was measured.
+    public double[][]? Kid { get; init; }
+
+    /// Accuracy of the base model's own prompts (prompt → fraction classified as a class the prompt accepts) before any
     /// customization and after the last task. Empty when base classes were not scored.
     public Dictionary<string, double> BaseClassAccuracyBefore { get; init; } = [];
     public Dictionary<string, double> BaseClassAccuracyAfter { get; init; } = [];

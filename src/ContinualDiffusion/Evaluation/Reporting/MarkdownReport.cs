@@ -15,10 +15,13 @@ public static class MarkdownReport
         var summaries = ResultsAggregation.Summarize(results);
         var md = new StringBuilder();
         md.Append("# ").AppendLine(results.Title).AppendLine();
-        AppendSettings(md, results);
+        AppendFigures(md, [.. figureFileNames.Where(IsSampleGrid)], // the pictures first: what a reader looks at
+            "Samples (rows: concepts; columns: after task t; each cell: samples of that concept's prompt)");
         AppendSummaryTable(md, summaries);
+        AppendCeiling(md, results, summaries);
         AppendMeanRTables(md, summaries, results.ConceptNames);
-        AppendFigures(md, figureFileNames);
+        AppendFigures(md, [.. figureFileNames.Where(f => !IsSampleGrid(f))]);
+        AppendSettings(md, results);
         return md.ToString();
     }
 
@@ -36,11 +39,12 @@ public static class MarkdownReport
         md.AppendLine("## Results").AppendLine();
         md.AppendLine("A: final average accuracy over all concepts after the last task. F: forgetting, the mean drop from a " +
                       "concept's best accuracy to its final one. MMD²: distance of generated to real images in the classifier's " +
-                      "feature space (lower is better); its increase is the forgetting analogue. Base classes: mean accuracy of " +
-                      "the base model's class prompts before customization → after the last task. Mean ± sample std over seeds.")
+                      "feature space (lower is better); its increase is the forgetting analogue. KID: kernel inception distance " +
+                      "(unbiased, cubic polynomial kernel) in the same feature space. Base prompts: mean accuracy of the base " +
+                      "model's own coarse prompts before customization → after the last task. Mean ± sample std over seeds.")
           .AppendLine();
-        md.AppendLine("| method | λ | seeds | A (mean ± std) | F (mean ± std) | final MMD² | MMD² increase | base classes before → after | train time |");
-        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine("| method | λ | seeds | A (mean ± std) | F (mean ± std) | final MMD² | MMD² increase | final KID | KID increase | base prompts before → after | train time |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var s in summaries)
         {
             string baseCell = s.BaseAccuracyBefore is { } b && s.BaseAccuracyAfter is { } a
@@ -49,10 +53,35 @@ public static class MarkdownReport
             Row(md, s.Method, ReportFormat.Lambda(s.Lambda), s.Seeds.Count.ToString(),
                 ReportFormat.Percent(s.FinalAverage), ReportFormat.Percent(s.Forgetting),
                 ReportFormat.Number(s.FinalMmd), ReportFormat.Number(s.MmdIncrease),
+                s.FinalKid is { } k ? ReportFormat.Number(k) : "—", s.KidIncrease is { } ki ? ReportFormat.Number(ki) : "—",
                 baseCell, ReportFormat.Duration(s.TrainSeconds.Mean));
         }
         md.AppendLine();
     }
+
+    /// The classifier's accuracy on real images of each concept's class, next to each method's accuracy of that
+    /// concept right after learning it (the diagonal of R) and at the end.
+    private static void AppendCeiling(StringBuilder md, BenchmarkResults results, IReadOnlyList<MethodSummary> summaries)
+    {
+        if (results.Ceiling.Count == 0) return;
+        md.AppendLine("### Per concept, against the ceiling").AppendLine();
+        md.AppendLine("Ceiling: the scoring classifier's accuracy on all real test images of the concept's class. " +
+                      "Each method: accuracy right after learning the concept → after the last task (mean over seeds).").AppendLine();
+        Row(md, ["concept", "ceiling", .. summaries.Select(s => s.Method)]);
+        Row(md, ["---", "---:", .. summaries.Select(_ => "---:")]);
+        for (int i = 0; i < results.ConceptNames.Count; i++)
+        {
+            string name = results.ConceptNames[i];
+            int last = results.ConceptNames.Count - 1;
+            Row(md, [name, results.Ceiling.TryGetValue(name, out var c) ? ReportFormat.Percent(c) : "—",
+                .. summaries.Select(s => $"{ReportFormat.Percent(s.MeanR[i][i])} → {ReportFormat.Percent(s.MeanR[last][i])}")]);
+        }
+        Row(md, ["mean", ReportFormat.Percent(results.Ceiling.Values.Average()),
+            .. summaries.Select(s => $"{ReportFormat.Percent(Enumerable.Range(0, s.MeanR.Length).Average(i => s.MeanR[i][i]))} → {ReportFormat.Percent(s.MeanR[^1].Average())}")]);
+        md.AppendLine();
+    }
+
+    private static bool IsSampleGrid(string fileName) => Path.GetFileName(fileName).StartsWith("samples", StringComparison.Ordinal);
 
     private static void AppendMeanRTables(StringBuilder md, IReadOnlyList<MethodSummary> summaries, IReadOnlyList<string> concepts)
     {
@@ -69,10 +98,10 @@ public static class MarkdownReport
         }
     }
 
-    private static void AppendFigures(StringBuilder md, IReadOnlyList<string> figureFileNames)
+    private static void AppendFigures(StringBuilder md, IReadOnlyList<string> figureFileNames, string heading = "Figures")
     {
         if (figureFileNames.Count == 0) return;
-        md.AppendLine("## Figures").AppendLine();
+        md.AppendLine($"## {heading}").AppendLine();
         foreach (var f in figureFileNames)
             md.AppendLine($"![{Path.GetFileNameWithoutExtension(f)}]({f.Replace(" ", "%20")})").AppendLine();
     }

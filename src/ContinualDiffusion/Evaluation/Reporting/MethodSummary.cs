@@ -20,6 +20,10 @@ public sealed record MethodSummary
     /// ContinualMetrics.Increase of the MMD² matrix: mean rise from a concept's lowest MMD² to its final one.
     public required MeanStd MmdIncrease { get; init; }
 
+    /// The same two for KID; null for results written before KID was measured.
+    public required MeanStd? FinalKid { get; init; }
+    public required MeanStd? KidIncrease { get; init; }
+
     /// Mean over base classes of their accuracy before customization / after the last task, and the drop
     /// (before − after) per run. Null when the base classes were not scored.
     public required MeanStd? BaseAccuracyBefore { get; init; }

@@ -23,6 +23,8 @@ public static class ResultsAggregation
             Forgetting = Over(runs, r => ContinualMetrics.Forgetting(r.R)),
             FinalMmd = Over(runs, r => ContinualMetrics.FinalAverage(r.Mmd)),
             MmdIncrease = Over(runs, r => ContinualMetrics.Increase(r.Mmd)),
+            FinalKid = runs[0].Kid is null ? null : Over(runs, r => ContinualMetrics.FinalAverage(r.Kid!)),
+            KidIncrease = runs[0].Kid is null ? null : Over(runs, r => ContinualMetrics.Increase(r.Kid!)),
             BaseAccuracyBefore = hasBase ? Over(runs, r => r.BaseClassAccuracyBefore.Values.Average()) : null,
             BaseAccuracyAfter = hasBase ? Over(runs, r => r.BaseClassAccuracyAfter.Values.Average()) : null,
             BaseAccuracyDrop = hasBase ? Over(runs, BaseAccuracyDrop) : null,

@@ -19,6 +19,7 @@ public static class ResultsValidation
         if (string.IsNullOrWhiteSpace(run.Method)) throw new ResultsException($"run with seed {run.Seed}: method name is empty");
         ValidateMatrix(run.R, "r", run, tasks, requireUnitInterval: true);
         ValidateMatrix(run.Mmd, "mmd", run, tasks, requireUnitInterval: false);
+        if (run.Kid is not null) ValidateMatrix(run.Kid, "kid", run, tasks, requireUnitInterval: false);
         ValidateBaseAccuracy(run);
         if (!double.IsFinite(run.TrainSeconds) || run.TrainSeconds < 0 || !double.IsFinite(run.SampleSeconds) || run.SampleSeconds < 0)
             throw new ResultsException($"{run.Label}: train_seconds and sample_seconds must be finite and >= 0");
@@ -62,6 +63,8 @@ public static class ResultsValidation
             throw new ResultsException($"method '{method}': runs have different λ ({string.Join(", ", lambdas)}); give each λ its own method name");
         var dupSeed = runs.GroupBy(r => r.Seed).FirstOrDefault(g => g.Count() > 1);
         if (dupSeed is not null) throw new ResultsException($"method '{method}': seed {dupSeed.Key} appears {dupSeed.Count()} times");
+        if (runs.Any(r => r.Kid is null) && runs.Any(r => r.Kid is not null))
+            throw new ResultsException($"method '{method}': some runs have KID scores and some do not");
         bool anyBase = runs.Any(r => r.BaseClassAccuracyBefore is { Count: > 0 });
         if (anyBase && runs.Any(r => r.BaseClassAccuracyBefore is not { Count: > 0 }))
             throw new ResultsException($"method '{method}': some runs have base-class accuracies and some do not");
