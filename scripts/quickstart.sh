@@ -20,7 +20,7 @@ echo "== [1/2] building cdiff" >&2
 "$root/scripts/cdiff" doctor --log-level warning >/dev/null
 
 echo "== [2/2] learning 3 concepts one after another with C-LoRA and LoRA, sampling and scoring them after every task ($(elapsed))" >&2
-# The demo's protocol: 1 seed, 3 tasks, 20 samples per concept; training options from configs/train/fashion.json.
+# The demo's protocol: 1 seed, 3 tasks, 50 samples per concept; training options from configs/train/fashion.json.
 # The full comparison (5 tasks, 3 seeds, 100 samples, the non-continual reference) is scripts/bench-continual.sh.
 default --model "$root/models/fashion-base"
 default --classifier "$root/models/fashion-classifier.safetensors"
@@ -28,8 +28,8 @@ default --out "$out"
 default --methods clora,lora
 default --seeds 0
 default --tasks 3
-default --samples 20
-default --sample-batch 20
+default --samples 50
+default --sample-batch 50
 given --keep-runs || args+=(--keep-runs)   # the C-LoRA run directory is handed to the user below
 "$root/scripts/cdiff" benchmark "${args[@]}"
 
