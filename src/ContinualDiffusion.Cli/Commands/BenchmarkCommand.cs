@@ -9,7 +9,7 @@ using Serilog;
 
 namespace ContinualDiffusion.Cli.Commands;
 
-/// `cdiff benchmark --model DIR --out DIR`: the continual-customization benchmark on held-out Fashion-MNIST classes.
+/// `cdiff benchmark --model DIR --out DIR`: the continual-customization benchmark on fine-grained Fashion-MNIST classes.
 internal static class BenchmarkCommand
 {
     public static Command Create(TextWriter stdout, TextWriter stderr, Func<CancellationToken> cancel)
