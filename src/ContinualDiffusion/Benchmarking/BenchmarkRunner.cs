@@ -244,11 +244,10 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
     /// The classifier's accuracy on all real test images of each concept's class: what a perfect concept can score.
     private Dictionary<string, double> CeilingPerConcept(FashionClassifier classifier, FashionMnist.Split test)
     {
-        using var scorer = new ConceptScorer(classifier, test, new PromptClassAccuracy.Settings());
         var ceiling = new Dictionary<string, double>();
         for (int t = 1; t <= _o.Tasks; t++)
         {
-            ceiling[FashionConcepts.ConceptName(t)] = scorer.RealAccuracy(FashionConcepts.Labels[t - 1]);
+            ceiling[FashionConcepts.ConceptName(t)] = ClassifierTraining.ClassAccuracy(classifier, test, FashionConcepts.Labels[t - 1]);
             _progress.Info($"ceiling: the classifier recognises {ceiling[FashionConcepts.ConceptName(t)]:P1} of the real test images of {FashionConcepts.Name(FashionConcepts.Labels[t - 1])}");
         }
         return ceiling;

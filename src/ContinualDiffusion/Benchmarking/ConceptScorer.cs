@@ -42,17 +42,6 @@ public sealed class ConceptScorer(FashionClassifier classifier, FashionMnist.Spl
         return new ConceptScore(scores[0].Accuracy, mmd, kid, grid!);
     }
 
-    /// The classifier's accuracy on real test images of `label`: the ceiling a concept of that class can reach.
-    public double RealAccuracy(int label)
-    {
-        using var scope = torch.NewDisposeScope();
-        using var noGrad = torch.no_grad();
-        classifier.eval();
-        var indices = test.IndicesOf(label).ToArray();
-        var predicted = classifier.forward(FashionImages.ToTensor(test, indices)).argmax(1);
-        return predicted.eq(label).to_type(ScalarType.Float64).mean().item<double>();
-    }
-
     /// Features of up to `realPerClass` test images of each accepted class.
     private Tensor RealFeatures(IReadOnlyList<int> labels)
     {

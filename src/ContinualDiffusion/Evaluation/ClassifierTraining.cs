@@ -50,15 +50,22 @@ public static class ClassifierTraining
     private static Tensor Augment(Tensor x, Random rng) => rng.Next(2) == 0 ? x : x.flip(3);
 
     /// Fraction of the split classified correctly.
-    public static double Accuracy(FashionClassifier model, FashionMnist.Split split, int? limit = null)
+    public static double Accuracy(FashionClassifier model, FashionMnist.Split split, int? limit = null) =>
+        Accuracy(model, split, Enumerable.Range(0, Math.Min(limit ?? split.Count, split.Count)).ToArray());
+
+    /// Accuracy on the images of one class only (the ceiling a generated concept of that class can reach).
+    public static double ClassAccuracy(FashionClassifier model, FashionMnist.Split split, int label) =>
+        Accuracy(model, split, split.IndicesOf(label).ToArray());
+
+    private static double Accuracy(FashionClassifier model, FashionMnist.Split split, int[] indices)
     {
         model.eval();
         using var noGrad = torch.no_grad();
-        int n = Math.Min(limit ?? split.Count, split.Count), correct = 0;
+        int n = indices.Length, correct = 0;
         for (int start = 0; start < n; start += 500)
         {
             using var scope = torch.NewDisposeScope();
-            var idx = Enumerable.Range(start, Math.Min(500, n - start)).ToArray();
+            var idx = indices[start..Math.Min(n, start + 500)];
             var pred = model.forward(FashionImages.ToTensor(split, idx)).argmax(1);
             var y = torch.tensor(idx.Select(i => (long)split.Labels[i]).ToArray());
             correct += (int)pred.eq(y).sum().item<long>();
