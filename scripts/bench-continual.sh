@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full continual-customization comparison (issue 12's protocol): the shipped base model (models/fashion-base,
 # which knows every Fashion-MNIST class under a coarse caption) learns five fine-grained classes one after another —
-# pullover, coat, shirt (three kinds of top), sneaker, ankle boot (two kinds of shoe) — each from 20 train images it
+# pullover, T-shirt, coat (three kinds of top), sandal, ankle boot (two kinds of shoe) — each from 20 train images it
 # never saw, prompt "a photo of <vt>". 100 samples per concept after every task, 3 seeds (0, 1, 2), C-LoRA at its
 # default λ, sequential LoRA (λ = 0) and the non-continual reference. Writes bench-out/results.json, report.md,
 # heat maps, concept curves and the sample grid. Finished (method, seed) runs are cached in bench-out/runs/, so an

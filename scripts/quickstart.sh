@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one-command demo (after the README's set-up): teach the small Fashion-MNIST model that ships with cdiff
 # (models/fashion-base: it draws "a photo of a top / shoe / trouser / dress / bag") three kinds of top one after
-# another — pullover as <v1>, coat as <v2>, shirt as <v3>, 20 unseen images each — with C-LoRA and with plain
+# another — pullover as <v1>, T-shirt as <v2>, coat as <v3>, 20 unseen images each — with C-LoRA and with plain
 # sequential LoRA, sample every learned concept after every task, score the samples with the shipped Fashion-MNIST
 # classifier and write quickstart-out/report.md, which opens with the sample grid. It leaves the C-LoRA run in
 # quickstart-out/run for `cdiff sample` and `cdiff status`. Time on 2 CPU cores: see the README.
@@ -39,7 +39,7 @@ rm -rf "$dir/run-lora"
 echo "== done in $(elapsed): $dir/report.md" >&2
 cat >&2 <<MSG
 
-The C-LoRA run is in $dir/run (three concepts: <v1> pullover, <v2> coat, <v3> shirt). Try:
+The C-LoRA run is in $dir/run (three concepts: <v1> pullover, <v2> T-shirt, <v3> coat). Try:
   scripts/cdiff sample --run $dir/run --prompt "a photo of <v1>" --num-images 4 --out samples
   scripts/cdiff status --run $dir/run
 MSG

@@ -69,7 +69,9 @@ public sealed class BenchmarkRunnerTests : IDisposable
         var read = ResultsJson.Read(Path.Combine(options.OutDir, BenchmarkReport.ResultsFileName)); // validates
         Assert.Equal(["<v1> = pullover", "<v2> = T-shirt/top"], read.ConceptNames);
         Assert.Equal(["clora", "lora", "reference"], read.Runs.Select(r => r.Method));
-        Assert.Equal(3 * 2 * 2, progress.Steps); // 3 methods × 2 tasks × 2 steps
+        // 3 methods × 2 tasks × 2 steps, less the reference's first concept: LoRA's task 1 trained it identically.
+        Assert.Equal(3 * 2 * 2 - 2, progress.Steps);
+        Assert.Contains(progress.Messages, m => m.Contains("is lora's task 1"));
         Assert.All(read.Runs.Where(r => r.Method != "reference"), r => Assert.Equal(5, r.BaseClassAccuracyAfter.Count));
         Assert.Empty(read.Runs.Single(r => r.Method == "reference").BaseClassAccuracyBefore);
 
@@ -102,6 +104,8 @@ public sealed class BenchmarkRunnerTests : IDisposable
         var lora = read.Runs.Single(r => r.Method == "lora");
         Assert.NotEqual(lora.Mmd[0][0], lora.Mmd[1][0]);
         Assert.Equal(reference.Kid![0][0], reference.Kid[1][0]);
+        Assert.Equal(lora.R[0][0], reference.R[0][0]);
+        Assert.Equal(lora.Kid![0][0], reference.Kid[0][0]);
 
         File.Delete(Path.Combine(options.OutDir, BenchmarkRunner.GridFileName(0)));
         var again = new Recorder();
