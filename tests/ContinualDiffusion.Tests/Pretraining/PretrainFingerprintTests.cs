@@ -1,4 +1,5 @@
 using ContinualDiffusion.Pretraining;
+using ContinualDiffusion.Tests.Support;
 
 namespace ContinualDiffusion.Tests.Pretraining;
 
@@ -31,5 +32,22 @@ public class PretrainFingerprintTests
     public void Output_folder_and_force_do_not_change_it()
     {
         Assert.Equal(Fingerprint(Base), Fingerprint(Base with { OutDir = "/elsewhere", Force = true }));
+    }
+}
+
+public class ShippedBaseModelTests
+{
+    /// models/fashion-base is what `cdiff pretrain --out models/fashion-base` trains with today's defaults: its recorded
+    /// fingerprint is the defaults' fingerprint (with the data identity it recorded), so the command reuses the folder
+    /// instead of retraining, and changing a default without re-shipping the model fails here.
+    [Fact]
+    public void The_shipped_base_model_was_trained_with_the_default_pretrain_request()
+    {
+        var folder = Path.Combine(Fixture.Root, "models", "fashion-base");
+        var record = PretrainRecord.TryRead(folder) ?? throw new InvalidOperationException($"{folder}: no {PretrainRecord.FileName}");
+        string dataIdentity = record.Request["data_sha256"]!.GetValue<string>();
+        var canonical = PretrainFingerprint.Canonical(new PretrainRequest { OutDir = folder }, PretrainArchitecture.Load(PretrainArchitecture.DefaultName), dataIdentity);
+        Assert.Equal(record.Request.ToJsonString(), canonical.ToJsonString());
+        Assert.Equal(record.Fingerprint, PretrainFingerprint.Compute(canonical));
     }
 }
