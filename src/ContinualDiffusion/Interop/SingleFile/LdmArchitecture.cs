@@ -225,7 +225,7 @@ public sealed record LdmArchitecture
     /// (num_heads, or num_head_channels), else the convention of the generation (SD 1: 8 heads, SD 2: 64 channels).
     private static PerBlock Heads(Header h, SdVersion version, LdmOriginalConfig? original, int[] channels)
     {
-        if (original?.NumHeads is { } heads) return RequireDivides(h, channels.Select(_ => heads).ToArray(), channels, $"num_heads {heads} from {original.Source}", single: true);
+        if (original?.NumHeads is { } heads) return SameHeadsEverywhere(h, heads, channels, $"{heads} heads (num_heads in {original.Source})");
         int? headChannels = original?.NumHeadChannels ?? (version == SdVersion.Sd2 ? 64 : null);
         if (headChannels is { } hc)
         {
@@ -233,15 +233,16 @@ public sealed record LdmArchitecture
                 throw h.Mismatch($"UNet widths [{string.Join(", ", channels)}] are not multiples of {hc}-channel heads ({(original?.NumHeadChannels is null ? "the SD 2 convention" : "num_head_channels in " + original.Source)}); pass --original-config with the model's num_heads or num_head_channels");
             return new PerBlock(channels.Select(c => c / hc));
         }
-        return RequireDivides(h, channels.Select(_ => 8).ToArray(), channels, "8 heads (the SD 1 convention)", single: true);
+        return SameHeadsEverywhere(h, 8, channels, "8 heads (the SD 1 convention)");
     }
 
-    private static PerBlock RequireDivides(Header h, int[] heads, int[] channels, string what, bool single)
+    /// One head count for every block (diffusers' single-number `attention_head_dim`), which must divide every width.
+    private static PerBlock SameHeadsEverywhere(Header h, int heads, int[] channels, string what)
     {
-        for (int i = 0; i < channels.Length; i++)
-            if (heads[i] <= 0 || channels[i] % heads[i] != 0)
-                throw h.Mismatch($"UNet width {channels[i]} cannot be split into {what}; pass --original-config with the model's num_heads or num_head_channels");
-        return single ? heads[0] : new PerBlock(heads);
+        foreach (var c in channels)
+            if (heads <= 0 || c % heads != 0)
+                throw h.Mismatch($"UNet width {c} cannot be split into {what}; pass --original-config with the model's num_heads or num_head_channels");
+        return heads;
     }
 
     private static void CheckUnetAgainstYaml(UNetConfig config, LdmOriginalConfig y, string source, int modelChannels)

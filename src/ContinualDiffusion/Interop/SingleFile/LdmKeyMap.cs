@@ -89,6 +89,8 @@ public static class LdmKeyMap
     /// True for the keys LDM's LatentDiffusion stores that are not weights (its noise schedule).
     public static bool IsScheduleBuffer(string key) => ScheduleBuffers.Contains(key);
 
+    /// What the text-encoder rules return for a key that is deliberately not read (distinct from null, "no rule";
+    /// it starts with NUL, so no checkpoint key can equal it).
     private const string Ignore = "\0ignore";
 
     // ---- UNet (openaimodel.UNetModel -> UNet2DConditionModel) ----
