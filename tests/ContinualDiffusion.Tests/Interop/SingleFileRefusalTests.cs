@@ -121,4 +121,25 @@ public class SingleFileRefusalTests : IDisposable
         Assert.Contains("--prediction-type", e.Message);
         Assert.Contains("'sample'", e.Message);
     }
+
+    [Fact]
+    public void A_header_whose_layer_indices_outgrow_its_tensors_is_refused_before_building_the_model()
+    {
+        using var file = SafeTensorsFile.Open(Sd1SingleFile.Model);
+        var header = new Dictionary<string, SafeTensorInfo>(file.Tensors, StringComparer.Ordinal);
+        for (int layer = 3; layer < 1000; layer++) // one bias each: the inferred encoder has 1000 full layers
+        {
+            var key = $"cond_stage_model.transformer.text_model.encoder.layers.{layer}.layer_norm1.bias";
+            header[key] = new SafeTensorInfo(key, "F32", [32], 0, 128);
+        }
+        var arch = LdmArchitecture.Infer(header, "hostile.safetensors");
+        Assert.Equal(1000, arch.TextEncoder.NumHiddenLayers);
+        var e = Assert.Throws<CheckpointMismatchException>(() =>
+            SingleFileCheckpoint.RequirePlausibleSize(arch, LdmKeyMap.Map(header, arch.Layout, "hostile.safetensors"), "hostile.safetensors"));
+        Assert.Contains("text encoder", e.Message);
+        Assert.Contains("inconsistent", e.Message);
+
+        var fixtureArch = LdmArchitecture.Infer(file.Tensors, file.Path);
+        SingleFileCheckpoint.RequirePlausibleSize(fixtureArch, LdmKeyMap.Map(file.Tensors, fixtureArch.Layout, file.Path), file.Path);
+    }
 }

@@ -44,6 +44,7 @@ public sealed class SingleFileCheckpoint : IDisposable
             if (mapping.Unknown.Count > 0)
                 throw new CheckpointMismatchException($"{full}: key '{mapping.Unknown[0]}' fits no rule of the SD 1.x/2.x LDM layout" +
                     (mapping.Unknown.Count > 1 ? $" (and {mapping.Unknown.Count - 1} more)" : ""));
+            RequirePlausibleSize(architecture, mapping, full);
             return new SingleFileCheckpoint(file, architecture, mapping, options);
         }
         catch
@@ -88,6 +89,24 @@ public sealed class SingleFileCheckpoint : IDisposable
             throw new InputException($"{source}: no text encoder weights ('{LdmKeyMap.ClipPrefix}*' for SD 1.x or '{LdmKeyMap.OpenClipPrefix}*' for SD 2.x); cdiff needs a complete single file");
         if (clip && openClip)
             throw new InputException($"{source}: holds both an SD 1.x ('{LdmKeyMap.ClipPrefix}*') and an SD 2.x ('{LdmKeyMap.OpenClipPrefix}*') text encoder");
+    }
+
+    /// Refuses a header whose key indices describe far more model than its tensors hold (e.g. a thousand text encoder
+    /// layers of which only a norm each is present), before the modules are built: as WeightsSizeCheck does for a
+    /// diffusers config, from each config's lower bound of its parameter count and the values mapped to it.
+    internal static void RequirePlausibleSize(LdmArchitecture architecture, LdmMapping mapping, string source)
+    {
+        foreach (var (component, minimum) in new[]
+                 {
+                     (SdComponent.Unet, architecture.Unet.MinimumParameters()),
+                     (SdComponent.Vae, architecture.Vae.MinimumParameters()),
+                     (SdComponent.TextEncoder, architecture.TextEncoder.MinimumParameters()),
+                 })
+        {
+            double values = mapping.For(component).Values.Sum(m => m.Shape.Aggregate(1.0, (a, b) => a * b));
+            if (minimum > values)
+                throw new CheckpointMismatchException($"{source}: the {LdmMapping.Describe(component)} its keys describe needs at least {minimum:N0} parameters, but the file holds {values:N0} values for it: the header is inconsistent");
+        }
     }
 
     /// Loads the component's weights into `module` (built from Architecture's config for it), strictly.
