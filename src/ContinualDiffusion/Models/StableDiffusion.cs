@@ -23,19 +23,18 @@ public sealed class StableDiffusion : IDisposable
     /// Latent side = image side / VaeScaleFactor (8 for SD, 2 for the tiny test model).
     public int VaeScaleFactor => Vae.VaeScaleFactor;
 
-    /// Opens `path` as a single-file checkpoint when it is a file, else as a diffusers folder. `singleFile` describes
-    /// what a single file cannot say; a diffusers folder carries its own configs, so giving it one is an error.
+    /// Opens `path` as a single-file checkpoint when it is a file, else as a diffusers folder (BaseModelSource decides).
+    /// `singleFile` describes what a single file cannot say; a diffusers folder carries its own configs, so giving it
+    /// one is an error.
     public static StableDiffusion Open(string path, SingleFileOptions? singleFile = null, Device? device = null)
     {
-        if (File.Exists(path))
-        {
-            using var checkpoint = SingleFileCheckpoint.Open(path, singleFile);
-            return Load(checkpoint, device);
-        }
-        if (singleFile is { IsEmpty: false })
-            throw new InputException($"{Path.GetFullPath(path)}: --original-config and --prediction-type describe a single-file checkpoint; a diffusers folder has its own configs");
-        return Load(DiffusersFolder.Open(path), device);
+        using var source = BaseModelSource.Open(path, singleFile);
+        return Load(source, device);
     }
+
+    /// Builds the pipeline from an opened base model, whichever form it has.
+    public static StableDiffusion Load(BaseModelSource source, Device? device = null) =>
+        source.SingleFile is { } file ? Load(file, device) : Load(source.Folder!, device);
 
     /// Builds the pipeline from an opened single-file checkpoint: configs inferred from its header, weights renamed
     /// from the LDM layout, the bundled CLIP tokenizer with the generation's pad token, LDM's DDIM schedule.

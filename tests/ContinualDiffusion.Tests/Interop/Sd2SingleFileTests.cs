@@ -84,7 +84,7 @@ public class Sd2SingleFileTests : IDisposable
 
         using var model = new ClipTextModel(config);
         LdmKeyMapTests.AssertSameKeysAndShapes(model, mapping.TextEncoder, "text encoder");
-        MappedWeightsLoader.LoadStrict(model, file, mapping.TextEncoder, SdComponent.TextEncoder);
+        StateDictLoader.LoadStrict(model, new LdmStateDict(file, mapping.TextEncoder, SdComponent.TextEncoder));
 
         var loaded = StateDictLoader.Targets(model);
         for (int b = 0; b < Blocks - 1; b++)

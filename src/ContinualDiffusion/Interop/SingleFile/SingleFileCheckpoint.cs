@@ -111,7 +111,7 @@ public sealed class SingleFileCheckpoint : IDisposable
 
     /// Loads the component's weights into `module` (built from Architecture's config for it), strictly.
     public void LoadWeights(nn.Module module, SdComponent component) =>
-        MappedWeightsLoader.LoadStrict(module, _file, Mapping.For(component), component);
+        StateDictLoader.LoadStrict(module, new LdmStateDict(_file, Mapping.For(component), component));
 
     /// CLIP's tokenizer from the BPE files bundled with cdiff (every SD 1.x/2.x model uses the same vocabulary and
     /// merges; a single file carries none), with the generation's pad token: SD 2's tokenizer pads with "!" (id 0).
