@@ -14,7 +14,10 @@ internal static class BenchmarkCommand
 {
     public static Command Create(TextWriter stdout, TextWriter stderr, Func<CancellationToken> cancel)
     {
-        var model = new Option<DirectoryInfo>("--model") { Description = "Base model (diffusers-format folder, e.g. from `cdiff pretrain`).", Required = true };
+        var model = CommonOptions.Model("Base model: a diffusers-format folder (e.g. from `cdiff pretrain`) or an original-LDM single-file .safetensors.");
+        model.Required = true;
+        var originalConfig = CommonOptions.OriginalConfig();
+        var predictionType = CommonOptions.PredictionType();
         var output = new Option<DirectoryInfo>("--out") { Description = "Folder for results.json, report.md, figures and sample grids (finished runs are cached there and reused).", DefaultValueFactory = _ => new DirectoryInfo("bench-out") };
         var methods = new Option<string>("--methods") { Description = "Comma-separated methods: clora, lora (λ = 0), reference (each concept alone, no forgetting).", DefaultValueFactory = _ => "clora,lora,reference" };
         var lambdas = new Option<string>("--lambdas") { Description = "Comma-separated λ values for a C-LoRA sweep (each an extra method 'clora-l<λ>'), e.g. 1e6,1e7.", DefaultValueFactory = _ => "" };
@@ -41,7 +44,7 @@ internal static class BenchmarkCommand
 
         var cmd = new Command("benchmark", "Continual-customization benchmark: learn fine-grained Fashion-MNIST classes one task after another and score forgetting.")
         {
-            model, output, methods, lambdas, seeds, tasks, imagesPerConcept, config, trainSteps, rank, lr, tokenLr, lambda, samples, sampleSteps, guidance, sampleBatch,
+            model, originalConfig, predictionType, output, methods, lambdas, seeds, tasks, imagesPerConcept, config, trainSteps, rank, lr, tokenLr, lambda, samples, sampleSteps, guidance, sampleBatch,
             keepRuns, noBase, basePrompt, conceptPrompt, classifier, classifierEpochs, dataDir,
         };
         cmd.SetAction(parse =>
@@ -57,7 +60,8 @@ internal static class BenchmarkCommand
             };
             var options = new BenchmarkOptions
             {
-                ModelPath = parse.GetValue(model)!.FullName,
+                ModelPath = CommonOptions.FullPath(parse.GetValue(model))!,
+                SingleFile = CommonOptions.SingleFile(parse, originalConfig, predictionType),
                 OutDir = parse.GetValue(output)!.FullName,
                 Methods = SplitList(parse.GetValue(methods)!, "--methods", s => s),
                 Lambdas = SplitList(parse.GetValue(lambdas)!, "--lambdas", s => double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture)),

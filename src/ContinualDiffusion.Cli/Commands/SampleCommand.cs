@@ -16,7 +16,9 @@ internal static class SampleCommand
 {
     public static Command Create(TextWriter stdout, TextWriter stderr, Func<CancellationToken> cancel)
     {
-        var model = new Option<DirectoryInfo?>("--model") { Description = "A diffusers-format Stable Diffusion folder (with --run: overrides the run's base model path; its hash must match)." };
+        var model = CommonOptions.Model("A diffusers-format Stable Diffusion folder, or an original-LDM single-file .safetensors (SD 1.x/2.x, as A1111 and ComfyUI keep them). With --run: where the run's base model is now (its hash must match).");
+        var originalConfig = CommonOptions.OriginalConfig();
+        var predictionType = CommonOptions.PredictionType();
         var run = new Option<DirectoryInfo?>("--run") { Description = $"A run directory: sample with every learned concept token (<v1>, <v2>, ...). Default without --model: ./{CommonOptions.DefaultRunDir}, as for train and status." };
         var prompt = new Option<string>("--prompt") { Description = "What to draw, e.g. \"<v3> portrait\".", Required = true };
         var negative = new Option<string>("--negative-prompt") { Description = "What to steer away from.", DefaultValueFactory = _ => "" };
@@ -33,19 +35,20 @@ internal static class SampleCommand
 
         var cmd = new Command("sample", "Generate images from a prompt with a base model or a run's learned concepts.")
         {
-            model, run, prompt, negative, steps, guidance, scheduler, seed, numImages, height, width, latents, output,
+            model, originalConfig, predictionType, run, prompt, negative, steps, guidance, scheduler, seed, numImages, height, width, latents, output,
         };
         cmd.SetAction(parse =>
         {
-            var modelDir = parse.GetValue(model);
+            var modelPath = CommonOptions.FullPath(parse.GetValue(model));
+            var singleFile = CommonOptions.SingleFile(parse, originalConfig, predictionType);
             var runDir = parse.GetValue(run);
-            if (modelDir is null && runDir is null) runDir = DefaultRun(); // like train and status: ./cdiff-run
+            if (modelPath is null && runDir is null) runDir = DefaultRun(); // like train and status: ./cdiff-run
             long seedValue = parse.GetValue(seed) ?? Random.Shared.NextInt64(0, int.MaxValue);
 
             var clock = Stopwatch.StartNew();
             using var sd = runDir is not null
-                ? RunModel.LoadForSampling(new RunDirectory(runDir.FullName), modelDir?.FullName, TorchEnvironment.DefaultDevice())
-                : StableDiffusion.Load(DiffusersFolder.Open(modelDir!.FullName), TorchEnvironment.DefaultDevice());
+                ? RunModel.LoadForSampling(new RunDirectory(runDir.FullName), modelPath, TorchEnvironment.DefaultDevice(), singleFile)
+                : StableDiffusion.Open(modelPath!, singleFile, TorchEnvironment.DefaultDevice());
             Log.Information("Loaded the model in {Seconds:F1} s", clock.Elapsed.TotalSeconds);
 
             using var initialLatents = parse.GetValue(latents) is { } lf ? ReadLatents(lf.FullName) : null;
@@ -78,7 +81,7 @@ internal static class SampleCommand
             {
                 ["prompt"] = request.Prompt, ["negative_prompt"] = request.NegativePrompt, ["seed"] = seedValue.ToString(),
                 ["steps"] = request.Steps.ToString(), ["guidance"] = request.Guidance.ToString("R"), ["scheduler"] = schedulerName,
-                ["model"] = runDir?.FullName ?? modelDir!.FullName, ["software"] = "cdiff",
+                ["model"] = runDir?.FullName ?? modelPath!, ["software"] = "cdiff",
             };
             for (int i = 0; i < request.NumImages; i++)
             {
@@ -112,7 +115,7 @@ internal static class SampleCommand
     {
         var dir = new DirectoryInfo(CommonOptions.DefaultRunDir);
         if (File.Exists(Path.Combine(dir.FullName, RunDirectory.ManifestName))) return dir;
-        throw new InputException($"no --run or --model given and {dir.FullName} holds no run: train one with `cdiff train --task 1 --images DIR --model MODEL`, or pass --run DIR or --model DIR");
+        throw new InputException($"no --run or --model given and {dir.FullName} holds no run: train one with `cdiff train --task 1 --images DIR --model MODEL`, or pass --run DIR or --model DIR|FILE");
     }
 }
 

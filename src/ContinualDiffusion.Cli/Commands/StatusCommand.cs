@@ -9,14 +9,19 @@ internal static class StatusCommand
     public static Command Create(TextWriter stdout)
     {
         var run = CommonOptions.Run();
-        var model = new Option<DirectoryInfo?>("--model") { Description = "Where the run's base model is now, if it was moved since training (its hash must match)." };
-        var cmd = new Command("status", "Show a run's tasks, tokens, sizes, and check every file and the base model against the manifest.") { run, model };
+        var model = CommonOptions.Model("Where the run's base model (folder or single file) is now, if it was moved since training (its hash must match).");
+        var originalConfig = CommonOptions.OriginalConfig();
+        var predictionType = CommonOptions.PredictionType();
+        var cmd = new Command("status", "Show a run's tasks, tokens, sizes, and check every file and the base model against the manifest.") { run, model, originalConfig, predictionType };
         cmd.SetAction(parse =>
         {
-            var status = RunStatus.Inspect(new RunDirectory(parse.GetValue(run)!.FullName), parse.GetValue(model)?.FullName);
+            var status = RunStatus.Inspect(new RunDirectory(parse.GetValue(run)!.FullName), CommonOptions.FullPath(parse.GetValue(model)),
+                CommonOptions.SingleFile(parse, originalConfig, predictionType));
             var m = status.Manifest;
             stdout.WriteLine($"run          {parse.GetValue(run)!.FullName}");
             stdout.WriteLine($"base model   {m.BaseModel.Path} (hash {m.BaseModel.Hash[..Math.Min(16, m.BaseModel.Hash.Length)]})");
+            if (m.BaseModel.SingleFile is { } single)
+                stdout.WriteLine($"             single file; original config {single.OriginalConfig ?? "none"}, prediction type {single.PredictionType ?? "from the file"}");
             stdout.WriteLine($"method       {m.Method}");
             stdout.WriteLine();
             stdout.WriteLine($"{"task",4}  {"token",-6} {"method",-6} {"rank",4} {"lambda",9} {"steps",6} {"final loss",10} {"time",8} {"parameters",11} {"bytes",10}");

@@ -13,7 +13,9 @@ internal static class TrainCommand
         var task = new Option<int>("--task") { Description = "Task number: 1 for the first concept, then 2, 3, ... (learns token <vN>).", Required = true };
         var images = new Option<DirectoryInfo>("--images") { Description = "Folder of the concept's images (PNG, JPEG, WebP, BMP). Not kept after training.", Required = true };
         var run = CommonOptions.Run();
-        var model = new Option<DirectoryInfo?>("--model") { Description = "Base model (diffusers-format folder). Required at task 1, then remembered." };
+        var model = CommonOptions.Model("Base model: a diffusers-format folder or an original-LDM single-file .safetensors. Required at task 1, then remembered (with --original-config and --prediction-type).");
+        var originalConfig = CommonOptions.OriginalConfig();
+        var predictionType = CommonOptions.PredictionType();
         var config = new Option<FileInfo?>("--config") { Description = "Training options as JSON (keys as in configs/train/defaults.json); command-line options override it." };
         var method = new Option<string?>("--method") { Description = "clora (default: self-regularized C-LoRA) or lora (λ = 0, plain sequential LoRA)." };
         method.AcceptOnlyFromAmong("clora", "lora");
@@ -32,7 +34,7 @@ internal static class TrainCommand
 
         var cmd = new Command("train", "Learn a new concept as the next C-LoRA task of a run.")
         {
-            task, images, run, model, config, method, steps, lr, tokenLr, rank, lambda, batch, resolution, seed, checkpointEvery, sampleEvery, resume, overwrite,
+            task, images, run, model, originalConfig, predictionType, config, method, steps, lr, tokenLr, rank, lambda, batch, resolution, seed, checkpointEvery, sampleEvery, resume, overwrite,
         };
         cmd.SetAction(parse =>
         {
@@ -55,7 +57,8 @@ internal static class TrainCommand
                 Task = parse.GetValue(task),
                 ImagesDir = parse.GetValue(images)!.FullName,
                 RunDir = parse.GetValue(run)!.FullName,
-                ModelPath = parse.GetValue(model)?.FullName,
+                ModelPath = CommonOptions.FullPath(parse.GetValue(model)),
+                SingleFile = CommonOptions.SingleFile(parse, originalConfig, predictionType),
                 Config = merged.Validated("command line", asOptions: true),
                 Resume = parse.GetValue(resume),
                 Overwrite = parse.GetValue(overwrite),

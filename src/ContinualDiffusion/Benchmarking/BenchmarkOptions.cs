@@ -1,5 +1,6 @@
 using System.Globalization;
 using ContinualDiffusion.Data;
+using ContinualDiffusion.Interop.SingleFile;
 using ContinualDiffusion.Training;
 
 namespace ContinualDiffusion.Benchmarking;
@@ -17,8 +18,10 @@ public sealed record BenchmarkOptions
     public static string DefaultTrainingConfigPath => Path.Combine(AppContext.BaseDirectory, "configs", "train", "fashion.json");
     public static readonly string[] KnownMethods = ["clora", "lora", ReferenceMethod];
 
-    /// The base model (diffusers-format folder) every run starts from.
+    /// The base model every run starts from: a diffusers-format folder or an original-LDM single file.
     public required string ModelPath { get; init; }
+    /// What a single-file base model's weights cannot say (`--original-config`, `--prediction-type`); null otherwise.
+    public SingleFileOptions? SingleFile { get; init; }
     /// Where results.json, report.md, figures and the per-run cache go.
     public required string OutDir { get; init; }
     public IReadOnlyList<string> Methods { get; init; } = KnownMethods;
@@ -52,7 +55,7 @@ public sealed record BenchmarkOptions
     public BenchmarkOptions Validated()
     {
         static void Require(bool ok, string message) { if (!ok) throw new InputException(message); }
-        Require(!string.IsNullOrWhiteSpace(ModelPath), "--model is required (a diffusers-format Stable Diffusion folder, e.g. from `cdiff pretrain`)");
+        Require(!string.IsNullOrWhiteSpace(ModelPath), "--model is required (a diffusers-format Stable Diffusion folder, e.g. from `cdiff pretrain`, or a single-file .safetensors checkpoint)");
         Require(!string.IsNullOrWhiteSpace(OutDir), "--out must name a folder");
         Require(Methods.Count > 0 || Lambdas.Count > 0, "--methods: give at least one of clora, lora, reference");
         foreach (var m in Methods)

@@ -33,7 +33,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
     {
         var wall = Stopwatch.StartNew();
         Directory.CreateDirectory(_o.OutDir);
-        var folder = DiffusersFolder.Open(_o.ModelPath);
+        using var baseModel = BaseModelSource.Open(_o.ModelPath, _o.SingleFile);
         _progress.Info($"loading Fashion-MNIST from {_o.DataDir}");
         var train = FashionMnist.LoadTrain(_o.DataDir);
         var test = FashionMnist.LoadTest(_o.DataDir);
@@ -41,7 +41,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
         using var classifierScope = classifier;
         _progress.Info($"scoring classifier: {_o.ClassifierPath} (test accuracy {classifierAccuracy:P1})");
 
-        string fingerprintBase = Fingerprint(folder.ComputeIdentityHash(), classifierAccuracy);
+        string fingerprintBase = Fingerprint(baseModel.ComputeIdentityHash(), classifierAccuracy);
         var cache = new RunCache(Path.Combine(_o.OutDir, RunsFolder));
         var specs = _o.MethodSpecs();
         var ceiling = CeilingPerConcept(classifier, test);
@@ -62,7 +62,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
                     continue;
                 }
                 if (spec.Continual && _o.ScoreBaseClasses && baseBefore is null)
-                    baseBefore = ScoreBaseModel(folder, scorer, seed, cancel);
+                    baseBefore = ScoreBaseModel(baseModel, scorer, seed, cancel);
                 var firstTask = spec.Continual ? null : SameFirstTask(spec, specs, runs, seed);
                 var run = RunMethod(spec, seed, train, scorer, spec.Continual ? baseBefore : null, cache, firstTask, cancel);
                 cache.Save(spec.Label, seed, fingerprint, run);
@@ -177,6 +177,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
                 ImagesDir = images,
                 RunDir = runDir,
                 ModelPath = spec.Continual && t > 0 ? null : _o.ModelPath,
+                SingleFile = spec.Continual && t > 0 ? null : _o.SingleFile, // later tasks reopen it as the manifest says
                 Config = TrainingConfigFor(spec, seed),
                 Device = device,
             };
@@ -198,9 +199,9 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
         CheckpointEvery = 0, // a benchmark task is redone, not resumed, if interrupted
     };
 
-    private Dictionary<string, double> ScoreBaseModel(DiffusersFolder folder, ConceptScorer scorer, long seed, CancellationToken cancel)
+    private Dictionary<string, double> ScoreBaseModel(BaseModelSource baseModel, ConceptScorer scorer, long seed, CancellationToken cancel)
     {
-        using var model = StableDiffusion.Load(folder, device);
+        using var model = StableDiffusion.Load(baseModel, device);
         return ScoreBaseClasses(model, scorer, $"seed {seed}: base model before customization", cancel);
     }
 

@@ -1,4 +1,5 @@
 using ContinualDiffusion.Checkpoints;
+using ContinualDiffusion.Interop.SingleFile;
 using ContinualDiffusion.Lora;
 using ContinualDiffusion.Schedulers;
 using ContinualDiffusion.Text;
@@ -7,8 +8,9 @@ using static TorchSharp.torch;
 
 namespace ContinualDiffusion.Models;
 
-/// The five parts of a Stable Diffusion pipeline, loaded from a diffusers-format folder: tokenizer, CLIP text
-/// encoder, UNet, VAE and the scheduler config. Loading is strict (every tensor by name and shape).
+/// The five parts of a Stable Diffusion pipeline, loaded from a diffusers-format folder or an original-LDM single
+/// file: tokenizer, CLIP text encoder, UNet, VAE and the scheduler config. Loading is strict (every tensor by name
+/// and shape).
 public sealed class StableDiffusion : IDisposable
 {
     public required ClipTokenizer Tokenizer { get; init; }
@@ -20,6 +22,62 @@ public sealed class StableDiffusion : IDisposable
 
     /// Latent side = image side / VaeScaleFactor (8 for SD, 2 for the tiny test model).
     public int VaeScaleFactor => Vae.VaeScaleFactor;
+
+    /// Opens `path` as a single-file checkpoint when it is a file, else as a diffusers folder (BaseModelSource decides).
+    /// `singleFile` describes what a single file cannot say; a diffusers folder carries its own configs, so giving it
+    /// one is an error.
+    public static StableDiffusion Open(string path, SingleFileOptions? singleFile = null, Device? device = null)
+    {
+        using var source = BaseModelSource.Open(path, singleFile);
+        return Load(source, device);
+    }
+
+    /// Builds the pipeline from an opened base model, whichever form it has.
+    public static StableDiffusion Load(BaseModelSource source, Device? device = null) =>
+        source.SingleFile is { } file ? Load(file, device) : Load(source.Folder!, device);
+
+    /// Builds the pipeline from an opened single-file checkpoint: configs inferred from its header, weights renamed
+    /// from the LDM layout, the bundled CLIP tokenizer with the generation's pad token, LDM's DDIM schedule.
+    public static StableDiffusion Load(SingleFileCheckpoint checkpoint, Device? device = null)
+    {
+        Runtime.TorchSetup.Initialize();
+        device ??= torch.CPU;
+        var architecture = checkpoint.Architecture;
+        var tokenizer = checkpoint.CreateTokenizer();
+        if (tokenizer.BaseVocabularySize != architecture.TextEncoder.VocabSize)
+            throw new CheckpointMismatchException($"{checkpoint.Path}: the text encoder has {architecture.TextEncoder.VocabSize} token embeddings, CLIP's tokenizer {tokenizer.BaseVocabularySize}: a file with extra tokens needs the tokenizer they were trained with");
+        ClipTextModel? textEncoder = null;
+        UNet2DConditionModel? unet = null;
+        AutoencoderKL? vae = null;
+        try
+        {
+            textEncoder = Runtime.TensorOwnership.Build(() => new ClipTextModel(architecture.TextEncoder, device));
+            checkpoint.LoadWeights(textEncoder, SdComponent.TextEncoder);
+            unet = Runtime.TensorOwnership.Build(() => new UNet2DConditionModel(architecture.Unet));
+            checkpoint.LoadWeights(unet, SdComponent.Unet);
+            vae = Runtime.TensorOwnership.Build(() => new AutoencoderKL(architecture.Vae));
+            checkpoint.LoadWeights(vae, SdComponent.Vae);
+        }
+        catch
+        {
+            textEncoder?.Dispose();
+            unet?.Dispose();
+            vae?.Dispose();
+            throw;
+        }
+        textEncoder.eval();
+        unet.to(device).eval();
+        vae.to(device).eval();
+        return new StableDiffusion
+        {
+            Tokenizer = tokenizer,
+            TextEncoder = textEncoder,
+            Unet = unet,
+            Vae = vae,
+            SchedulerConfig = architecture.Scheduler,
+            Device = device,
+        };
+    }
 
     public static StableDiffusion Load(DiffusersFolder folder, Device? device = null)
     {

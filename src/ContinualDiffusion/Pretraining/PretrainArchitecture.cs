@@ -15,7 +15,7 @@ public sealed class PretrainArchitecture
     public static string BundledFolder => Path.Combine(AppContext.BaseDirectory, "configs", "models");
 
     /// CLIP's BPE tokenizer files bundled with cdiff (configs/tokenizer/clip/), copied into every pretrained model.
-    public static string BundledTokenizerFolder => Path.Combine(AppContext.BaseDirectory, "configs", "tokenizer", "clip");
+    public static string BundledTokenizerFolder => ContinualDiffusion.Text.ClipTokenizerFiles.BundledFolder;
 
     public const string DefaultName = "fashion";
 

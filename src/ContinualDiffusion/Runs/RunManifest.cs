@@ -23,6 +23,7 @@ public sealed record RunManifest
         if (Tasks is null || Tasks.Any(t => t is null)) throw new InputException($"{path}: tasks must be a list of task entries");
         if (BaseModel is null || string.IsNullOrEmpty(BaseModel.Path) || string.IsNullOrEmpty(BaseModel.Hash))
             throw new InputException($"{path}: base_model needs a path and a hash");
+        BaseModel.SingleFile?.Validate(path);
         if (!Lora.AdapterMethods.TryParse(Method, out _)) throw new InputException($"{path}: method '{Method}' is not a known method");
         var numbers = Tasks.Select(t => t.Task).ToList();
         if (!numbers.SequenceEqual(Enumerable.Range(1, numbers.Count)))
@@ -42,7 +43,41 @@ public sealed record RunManifest
     }
 }
 
-public sealed record BaseModelInfo(string Path, string Hash);
+/// The base model a run is bound to: where it was at task 1, its identity hash (BaseModelSource.ComputeIdentityHash)
+/// and, for an original-LDM single file, the options it was opened with. `single_file` is absent for a diffusers
+/// folder, and so in every manifest written before single files were read: those load unchanged, and a folder run
+/// still writes exactly the old form.
+public sealed record BaseModelInfo(
+    string Path,
+    string Hash,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] SingleFileInfo? SingleFile = null)
+{
+    /// The description of an opened base model for a new run's manifest.
+    public static BaseModelInfo Of(Checkpoints.BaseModelSource source, string hash) =>
+        new(source.Path, hash, source.SingleFile is { } file ? SingleFileInfo.Of(file.Options) : null);
+}
+
+/// How a single-file base model was opened at task 1 (`--original-config`, `--prediction-type`; null when not
+/// given), so that later tasks and `cdiff sample --run` reopen it the same way without the user repeating them.
+/// The yaml's SHA-256 tells a changed yaml from a moved one; the identity hash covers both anyway.
+public sealed record SingleFileInfo(string? OriginalConfig, string? OriginalConfigSha256, string? PredictionType)
+{
+    public static SingleFileInfo Of(Interop.SingleFile.SingleFileOptions options) => new(
+        options.OriginalConfigPath,
+        options.OriginalConfigPath is { } yaml ? RunDirectory.Sha256File(yaml) : null,
+        options.PredictionType);
+
+    /// A yaml path goes with its SHA-256, and the prediction type is one a single file can have.
+    public void Validate(string path)
+    {
+        if ((OriginalConfig is null) != (OriginalConfigSha256 is null) || (OriginalConfigSha256 is { } sha && !IsSha256(sha)))
+            throw new InputException($"{path}: base_model.single_file needs original_config and original_config_sha256 together (a path and a SHA-256), or neither");
+        if (PredictionType is { } p && !Interop.SingleFile.LdmArchitecture.PredictionTypes.Contains(p, StringComparer.Ordinal))
+            throw new InputException($"{path}: base_model.single_file.prediction_type '{p}' is not one of {string.Join(", ", Interop.SingleFile.LdmArchitecture.PredictionTypes)}");
+    }
+
+    private static bool IsSha256(string s) => s.Length == 64 && s.All(char.IsAsciiHexDigit);
+}
 
 /// One learned concept.
 public sealed record TaskEntry

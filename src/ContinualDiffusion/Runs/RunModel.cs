@@ -1,4 +1,5 @@
 using ContinualDiffusion.Checkpoints;
+using ContinualDiffusion.Interop.SingleFile;
 using ContinualDiffusion.Lora;
 using ContinualDiffusion.Models;
 using TorchSharp;
@@ -11,22 +12,56 @@ namespace ContinualDiffusion.Runs;
 /// once, so sampling costs exactly what the base model costs.
 public static class RunModel
 {
-    /// The base model folder of a run, refusing a folder whose identity hash differs from the manifest's.
-    public static DiffusersFolder BaseFolder(RunManifest manifest, string? modelOverride, string manifestPath)
+    /// The run's base model, opened as task 1 opened it: the manifest's path and single-file options, unless the
+    /// caller says where the model (`modelOverride`) or its yaml (`singleFileOverride`) is now. A model whose identity
+    /// hash differs from the manifest's is refused, as is a single file's yaml that changed since task 1.
+    public static BaseModelSource OpenBaseModel(RunManifest manifest, string? modelOverride, SingleFileOptions? singleFileOverride, string manifestPath)
     {
-        if (modelOverride is null && !Directory.Exists(manifest.BaseModel.Path) && !File.Exists(manifest.BaseModel.Path))
-            throw new InputException($"{manifestPath}: the run's base model {manifest.BaseModel.Path} is not there; pass --model DIR to say where it is now");
-        var folder = DiffusersFolder.Open(modelOverride ?? manifest.BaseModel.Path);
-        var hash = folder.ComputeIdentityHash();
-        if (hash != manifest.BaseModel.Hash)
-            throw new InputException($"{manifestPath}: {folder.Root} is not the base model the run was trained on (hash {hash[..12]}…, the manifest says {manifest.BaseModel.Hash[..Math.Min(12, manifest.BaseModel.Hash.Length)]}…)");
-        return folder;
+        var recorded = manifest.BaseModel;
+        if (modelOverride is null && !Directory.Exists(recorded.Path) && !File.Exists(recorded.Path))
+            throw new InputException($"{manifestPath}: the run's base model {recorded.Path} is not there; pass --model {ModelArgument(recorded)} to say where it is now");
+        var source = BaseModelSource.Open(modelOverride ?? recorded.Path, ReopenOptions(recorded, singleFileOverride, manifestPath));
+        try
+        {
+            var hash = source.ComputeIdentityHash();
+            if (hash != recorded.Hash)
+                throw new InputException($"{manifestPath}: {source.Path} is not the base model the run was trained on (hash {hash[..12]}…, the manifest says {recorded.Hash[..Math.Min(12, recorded.Hash.Length)]}…)");
+            return source;
+        }
+        catch
+        {
+            source.Dispose();
+            throw;
+        }
     }
 
-    public static StableDiffusion LoadForSampling(RunDirectory run, string? modelOverride = null, Device? device = null)
+    /// How `--model` is written in messages about this run's base model: DIR for a folder, FILE for a single file.
+    public static string ModelArgument(BaseModelInfo recorded) => recorded.SingleFile is null ? "DIR" : "FILE";
+
+    /// The options to reopen the run's base model with: what the caller gives, else what the manifest recorded. A
+    /// recorded yaml must still be there and hold the same bytes (else the error says which option to pass). A folder
+    /// run records none: options given for it reach BaseModelSource, which refuses them for a folder.
+    public static SingleFileOptions? ReopenOptions(BaseModelInfo recorded, SingleFileOptions? given, string manifestPath)
+    {
+        if (recorded.SingleFile is not { } single) return given;
+        var yaml = given?.OriginalConfigPath ?? single.OriginalConfig;
+        if (given?.OriginalConfigPath is null && yaml is not null)
+        {
+            if (!File.Exists(yaml))
+                throw new InputException($"{manifestPath}: the run's original config {yaml} is not there; pass --original-config FILE to say where it is now");
+            if (RunDirectory.Sha256File(yaml) != single.OriginalConfigSha256)
+                throw new InputException($"{manifestPath}: {yaml} changed since the run was trained with it (its SHA-256 differs from the manifest's); restore it or pass --original-config with the yaml the run was trained with");
+        }
+        return new SingleFileOptions { OriginalConfigPath = yaml, PredictionType = given?.PredictionType ?? single.PredictionType };
+    }
+
+    public static StableDiffusion LoadForSampling(RunDirectory run, string? modelOverride = null, Device? device = null,
+        SingleFileOptions? singleFileOverride = null)
     {
         var manifest = run.ReadManifest();
-        var model = StableDiffusion.Load(BaseFolder(manifest, modelOverride, run.ManifestPath), device);
+        StableDiffusion model;
+        using (var source = OpenBaseModel(manifest, modelOverride, singleFileOverride, run.ManifestPath))
+            model = StableDiffusion.Load(source, device);
         try
         {
             var adapters = LoadAdapters(run, manifest, model, manifest.Tasks.Count);

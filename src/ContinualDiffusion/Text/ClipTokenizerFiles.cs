@@ -20,6 +20,10 @@ public sealed record ClipTokenizerFiles(
     public const string TokenizerConfigFileName = "tokenizer_config.json";
     public const string SpecialTokensMapFileName = "special_tokens_map.json";
 
+    /// CLIP's BPE tokenizer files bundled with cdiff (configs/tokenizer/clip/, copied next to the binaries): SD 1.x's
+    /// tokenizer folder. Models that carry no tokenizer (single-file checkpoints) and new pretrained models use it.
+    public static string BundledFolder => Path.Combine(AppContext.BaseDirectory, "configs", "tokenizer", "clip");
+
     /// transformers' CLIPTokenizer reads `merges[1 : 49152 - 256 - 2 + 1]`: it always skips the first line
     /// (the "#version" header) and uses at most this many merges.
     public const int MaxMerges = 49152 - 256 - 2;

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Imaging;
+using ContinualDiffusion.Interop.SingleFile;
 using ContinualDiffusion.Lora;
 using ContinualDiffusion.Models;
 using ContinualDiffusion.Runs;
@@ -17,8 +18,12 @@ public sealed record TrainTaskRequest
     public required int Task { get; init; }
     public required string ImagesDir { get; init; }
     public required string RunDir { get; init; }
-    /// Required at task 1; later tasks use the run's base model (a given path must hash the same).
+    /// Required at task 1 (a diffusers folder or an original-LDM single file); later tasks use the run's base model
+    /// (a given path must hash the same).
     public string? ModelPath { get; init; }
+    /// What a single-file model's weights cannot say (`--original-config`, `--prediction-type`). Recorded in the
+    /// manifest at task 1, so later tasks need them only when the yaml has moved.
+    public SingleFileOptions? SingleFile { get; init; }
     public required TrainingConfig Config { get; init; }
     public bool Resume { get; init; }
     public bool Overwrite { get; init; }
@@ -47,13 +52,15 @@ public static class ContinualTraining
         using var taskScope = torch.NewDisposeScope();
         using var runLock = RunLock.Acquire(run.Root, warn);
         var manifest = run.TryReadManifest();
-        var (folder, baseHash) = ResolveBaseModel(r, manifest);
+        var (source, baseModel) = ResolveBaseModel(r, manifest);
+        using var sourceScope = source;
+        string baseHash = baseModel.Hash;
         CheckTaskNumber(r, manifest, config);
 
-        int resolution = config.Resolution ?? NativeResolution(folder);
+        int resolution = config.Resolution ?? source.NativeResolution();
         using var images = ImageFolder.Load(r.ImagesDir, resolution, config.MaxImagePixels, warn);
         var clock = Stopwatch.StartNew();
-        using var model = StableDiffusion.Load(folder, r.Device);
+        using var model = StableDiffusion.Load(source, r.Device);
 
         // Earlier tasks: their tokens (frozen) and Σ A·B as each layer's frozen past delta.
         var pastAdapters = manifest is null ? [] : RunModel.LoadAdapters(run, manifest, model, r.Task - 1);
@@ -92,24 +99,27 @@ public static class ContinualTraining
                 WriteValidationSample(model, trainer, token, run.SamplesDir(r.Task), report.Step, config.Seed);
         }, cancel);
 
-        var entry = Commit(run, manifest, r, config, trainer, token, tokenId, baseHash, folder, images, finalLoss, clock.Elapsed.TotalSeconds);
+        var entry = Commit(run, manifest, r, config, trainer, token, tokenId, baseModel, images, finalLoss, clock.Elapsed.TotalSeconds);
         TryDeleteDirectory(run.CheckpointDir(r.Task));
         return new TrainTaskResult(entry, Path.Combine(run.Root, entry.AdapterFile), stepTimes.Count == 0 ? 0 : stepTimes.Average());
     }
 
-    /// The image side the model was trained at (diffusers' default sampling size): sample_size × VAE factor.
-    public static int NativeResolution(DiffusersFolder folder) =>
-        UNetConfig.Load(folder.UnetConfigPath).SampleSize * VaeConfig.Load(folder.VaeConfigPath).VaeScaleFactor;
-
-    private static (DiffusersFolder Folder, string Hash) ResolveBaseModel(TrainTaskRequest r, RunManifest? manifest)
+    /// The base model and how the manifest describes it: at task 1 the model given (its hash and single-file options
+    /// become the run's), later the run's own (reopened as task 1 opened it; a given path must hash the same).
+    private static (BaseModelSource Source, BaseModelInfo Info) ResolveBaseModel(TrainTaskRequest r, RunManifest? manifest)
     {
         if (manifest is null)
         {
-            if (r.ModelPath is null) throw new InputException("--model is required for the first task of a run (a diffusers-format Stable Diffusion folder)");
-            var folder = DiffusersFolder.Open(r.ModelPath);
-            return (folder, folder.ComputeIdentityHash());
+            if (r.ModelPath is null) throw new InputException("--model is required for the first task of a run (a diffusers-format Stable Diffusion folder or a single-file .safetensors checkpoint)");
+            var source = BaseModelSource.Open(r.ModelPath, r.SingleFile);
+            try { return (source, BaseModelInfo.Of(source, source.ComputeIdentityHash())); }
+            catch
+            {
+                source.Dispose();
+                throw;
+            }
         }
-        return (RunModel.BaseFolder(manifest, r.ModelPath, new RunDirectory(r.RunDir).ManifestPath), manifest.BaseModel.Hash);
+        return (RunModel.OpenBaseModel(manifest, r.ModelPath, r.SingleFile, new RunDirectory(r.RunDir).ManifestPath), manifest.BaseModel);
     }
 
     private static void CheckTaskNumber(TrainTaskRequest r, RunManifest? manifest, TrainingConfig config)
@@ -155,12 +165,12 @@ public static class ContinualTraining
     /// The commit point: adapter file (new name, so an --overwrite never touches the old file before the
     /// manifest points elsewhere), then the manifest; the replaced adapter is deleted last.
     private static TaskEntry Commit(RunDirectory run, RunManifest? manifest, TrainTaskRequest r, TrainingConfig config, TaskTrainer trainer,
-        string token, long tokenId, string baseHash, DiffusersFolder folder, ConceptImages images, double finalLoss, double seconds)
+        string token, long tokenId, BaseModelInfo baseModel, ConceptImages images, double finalLoss, double seconds)
     {
         if (!double.IsFinite(finalLoss)) throw new TrainingDivergedException($"task {r.Task}: final loss {finalLoss}; nothing was written");
         AdapterMethods.TryParse(config.Method, out var method);
         var adapterPath = Path.Combine(run.AdaptersDir, $"task-{r.Task:D3}-{DateTime.UtcNow:yyyyMMddHHmmssfff}.safetensors");
-        using (var adapter = trainer.ToAdapterSet(new AdapterMetadata(r.Task, token, config.Rank, method, baseHash)))
+        using (var adapter = trainer.ToAdapterSet(new AdapterMetadata(r.Task, token, config.Rank, method, baseModel.Hash)))
             AdapterFile.Save(adapterPath, adapter);
 
         var entry = new TaskEntry
@@ -175,7 +185,7 @@ public static class ContinualTraining
             FinishedUtc = DateTimeOffset.UtcNow,
         };
         var updated = manifest is null
-            ? new RunManifest { BaseModel = new BaseModelInfo(folder.Root, baseHash), Method = config.Method, Tasks = [] }
+            ? new RunManifest { BaseModel = baseModel, Method = config.Method, Tasks = [] }
             : manifest with { Tasks = [.. manifest.Tasks.Where(t => t.Task != r.Task)] };
         var replaced = manifest?.Tasks.FirstOrDefault(t => t.Task == r.Task);
         updated.Tasks.Add(entry);
