@@ -100,17 +100,8 @@ public sealed class DiffusersFolder
         {
             using var s = File.OpenRead(f);
             sha.AppendData(Encoding.UTF8.GetBytes($"{Path.GetRelativePath(Root, f)}:{s.Length}\n"));
-            AppendRange(sha, s, 0, 1 << 20);
-            AppendRange(sha, s, Math.Max(0, s.Length - (1 << 20)), 1 << 20);
+            IdentityHashing.AppendHeadAndTail(sha, s);
         }
         return Convert.ToHexStringLower(sha.GetHashAndReset());
-    }
-
-    private static void AppendRange(IncrementalHash sha, Stream s, long offset, int count)
-    {
-        var buf = new byte[(int)Math.Min(count, s.Length - offset)];
-        s.Seek(offset, SeekOrigin.Begin);
-        s.ReadExactly(buf);
-        sha.AppendData(buf);
     }
 }

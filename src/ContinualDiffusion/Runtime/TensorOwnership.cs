@@ -28,8 +28,9 @@ namespace ContinualDiffusion.Runtime;
 /// `BatchNorm`'s `num_batches_tracked.add_(1)`. Dispose scopes do not track Scalars, and most are made inside
 /// TorchSharp where no caller can own them. Their window is short (libtorch reads a Scalar when the op starts),
 /// and it opens only when another thread starts a garbage collection during it. The `cdiff` process does all
-/// torch work on one thread, starts no other thread, and (by the rule) leaves its finalizer thread nothing to
-/// run, so nothing collects concurrently there. A process that collects from other threads does hit it: under
+/// torch work on one thread and starts no other thread of its own, but that does not close the window: one plain
+/// `quickstart.sh` run died with libtorch reading a freed Scalar (`toFloat`, Scalar.h:140, in THSTensor_add), so
+/// some other managed thread (the runtime's or a library's) collected during an op. Open (issue 11). Under
 /// `CDIFF_GC_STRESS=1`, training the scoring classifier (thousands of tiny ops per second) fails within seconds
 /// with libtorch reading a freed Scalar ("Unknown scalar type", "alpha must not be a floating point number").
 /// So: do not run torch work on several threads of one process, and do not call `GC.Collect` while torch
