@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using System.Diagnostics;
 using System.Globalization;
 using ContinualDiffusion.Benchmarking;
@@ -83,7 +84,7 @@ internal static class PromptAccuracyBenchmark
             var x = FashionImages.ToTensor(test, test.IndicesOf(label).Take(perClass).ToList(), channels: 3);
             var (mean, _) = model.Vae.Encode(x);
             // Scored exactly like generated samples: (N, H, W, 3) in [0, 1] through PromptClassAccuracy.Classify.
-            var recon = ((model.Vae.Decode(mean).clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1);
+            var recon = model.Vae.Decode(mean).Clamped(-1, 1).Plus(1).DividedBy(2).permute(0, 2, 3, 1);
             var predicted = PromptClassAccuracy.Classify(classifier, recon);
             double accuracy = predicted.Count(p => p == label) / (double)predicted.Length;
             accuracies.Add(accuracy);

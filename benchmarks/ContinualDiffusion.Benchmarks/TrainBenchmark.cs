@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
@@ -35,7 +36,7 @@ internal static class TrainBenchmark
         int resolution = int.Parse(o.GetValueOrDefault("resolution", (model.Unet.Config.SampleSize * model.VaeScaleFactor).ToString()), CultureInfo.InvariantCulture);
         Console.WriteLine($"{arch}: UNet {model.Unet.parameters().Sum(p => p.numel()):N0} params, {model.Unet.CrossAttentions().Count} cross-attentions; {resolution}x{resolution}, batch {batch}, RSS {Rss("VmRSS")}");
 
-        var images = torch.rand(Math.Max(batch, 2), 3, resolution, resolution) * 2 - 1;
+        var images = torch.rand(Math.Max(batch, 2), 3, resolution, resolution).Times(2).Minus(1);
         using var latents = ConceptLatents.Encode(model.Vae, images, withFlips: false, batchSize: 1);
         var weights = LoraInjector.BaseWeights(model.CrossAttentionKeyValueTargets());
 
@@ -45,7 +46,7 @@ internal static class TrainBenchmark
             foreach (int task in new[] { 1, 5 })
             {
                 // Past deltas of tasks 1..task-1: dense and non-zero from task 2 on, as in a real run.
-                var past = weights.ToDictionary(kv => kv.Key, kv => task == 1 ? torch.zeros_like(kv.Value) : torch.randn(kv.Value.shape) * 1e-3f);
+                var past = weights.ToDictionary(kv => kv.Key, kv => task == 1 ? torch.zeros_like(kv.Value) : torch.randn(kv.Value.shape).Times(1e-3f));
                 long id = model.Tokenizer.TryGetConceptTokenId($"<v{task}>", out var known) ? known : model.Tokenizer.AddConceptToken($"<v{task}>");
                 if (model.TextEncoder.VocabSize <= id) model.TextEncoder.ResizeTokenEmbeddings((int)id + 1);
                 var trainer = new TaskTrainer(model, latents, $"<v{task}>", id, past, config, task);

@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Data;
 using ContinualDiffusion.Evaluation;
 using ContinualDiffusion.Imaging;
@@ -46,7 +47,7 @@ public static class FashionConcepts
         Directory.CreateDirectory(dir);
         var indices = ChooseImages(train, label, count, seed);
         using var scope = torch.NewDisposeScope();
-        var images = ((FashionImages.ToTensor(train, indices, channels: 3) + 1) / 2).permute(0, 2, 3, 1);
+        var images = FashionImages.ToTensor(train, indices, channels: 3).Plus(1).DividedBy(2).permute(0, 2, 3, 1);
         for (int k = 0; k < indices.Length; k++)
             PngFile.Save(images[k], Path.Combine(dir, $"{Name(label).Replace(' ', '-').Replace('/', '-')}-{indices[k]:D5}.png"));
         return dir;

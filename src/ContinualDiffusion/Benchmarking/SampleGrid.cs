@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Evaluation.Reporting;
 using ContinualDiffusion.Imaging;
 using SkiaSharp;
@@ -71,7 +72,7 @@ public static class SampleGrid
                     var samples = cells[p][t, i];
                     if (samples is null)
                     {
-                        Region(picture, g.CellRect(p, t, i)).fill_(NotLearnedGrey);
+                        Region(picture, g.CellRect(p, t, i)).FillInPlace(NotLearnedGrey);
                         continue;
                     }
                     var pixels = samples.detach().cpu().to_type(ScalarType.Float32);
@@ -139,7 +140,7 @@ public static class SampleGrid
         }
         // Rgba8888 rows may be padded: view them at their stride, then keep the picture's width and R, G, B.
         var raw = torch.tensor(bitmap.Bytes, [g.Height, bitmap.RowBytes / 4, 4]);
-        return raw.narrow(1, 0, g.Width).narrow(2, 0, 3).to_type(ScalarType.Float32).div_(255f);
+        return raw.narrow(1, 0, g.Width).narrow(2, 0, 3).to_type(ScalarType.Float32).DivideInPlace(255f);
     }
 
     internal static string HeaderText(int t) => $"after task {t + 1}";

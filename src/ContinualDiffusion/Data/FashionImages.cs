@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -18,7 +19,7 @@ public static class FashionImages
             split.Image(indices[k]).CopyTo(pixels.AsSpan(k * FashionMnist.Side * FashionMnist.Side));
         using var scope = torch.NewDisposeScope();
         var x = torch.tensor(pixels, [indices.Count, 1, FashionMnist.Side, FashionMnist.Side]).to_type(ScalarType.Float32);
-        x = nn.functional.pad(x / 127.5f - 1f, [Pad, Pad, Pad, Pad], value: -1.0);
+        x = nn.functional.pad(x.DividedBy(127.5f).Minus(1f), [Pad, Pad, Pad, Pad], value: -1.0);
         if (channels > 1) x = x.expand(-1, channels, -1, -1).contiguous();
         return x.MoveToOuterDisposeScope();
     }

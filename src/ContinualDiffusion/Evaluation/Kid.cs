@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -19,7 +20,7 @@ public static class Kid
         double d = x.shape[1];
         var xd = x.to_type(ScalarType.Float64);
         var yd = y.to_type(ScalarType.Float64);
-        Tensor Kernel(Tensor a, Tensor b) => (a.matmul(b.t()) / d + 1).pow(3);
+        Tensor Kernel(Tensor a, Tensor b) => a.matmul(b.t()).DividedBy(d).Plus(1).Power(3);
         var kxx = Kernel(xd, xd);
         var kyy = Kernel(yd, yd);
         double sxx = (kxx.sum().item<double>() - kxx.diagonal().sum().item<double>()) / (n * (n - 1));

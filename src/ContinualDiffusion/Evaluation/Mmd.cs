@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -19,9 +20,9 @@ public static class Mmd
         var yd = y.to_type(ScalarType.Float64);
         double s = sigma ?? MedianDistance(torch.cat([xd, yd]));
         double gamma = 1.0 / (2 * s * s);
-        var kxx = torch.exp(-gamma * torch.cdist(xd, xd).square());
-        var kyy = torch.exp(-gamma * torch.cdist(yd, yd).square());
-        var kxy = torch.exp(-gamma * torch.cdist(xd, yd).square());
+        var kxx = torch.exp(torch.cdist(xd, xd).Squared().Times(-gamma));
+        var kyy = torch.exp(torch.cdist(yd, yd).Squared().Times(-gamma));
+        var kxy = torch.exp(torch.cdist(xd, yd).Squared().Times(-gamma));
         double sxx = (kxx.sum().item<double>() - n) / (n * (n - 1));  // diagonal terms are exp(0) = 1
         double syy = (kyy.sum().item<double>() - m) / (m * (m - 1));
         double sxy = kxy.mean().item<double>();

@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Data;
 using ContinualDiffusion.Models;
 using ContinualDiffusion.Sampling;
@@ -74,7 +75,7 @@ public static class PromptClassAccuracy
     public static Tensor ClassifierInput(Tensor images)
     {
         using var scope = torch.NewDisposeScope();
-        var x = FashionImages.ToGrey(images.permute(0, 3, 1, 2) * 2 - 1);
+        var x = FashionImages.ToGrey(images.permute(0, 3, 1, 2).Times(2).Minus(1));
         if (x.shape[2] != FashionImages.Side || x.shape[3] != FashionImages.Side)
             x = nn.functional.interpolate(x, [FashionImages.Side, FashionImages.Side], mode: InterpolationMode.Bilinear, align_corners: false);
         return x.MoveToOuterDisposeScope();

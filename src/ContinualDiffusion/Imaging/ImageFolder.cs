@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using System.Security.Cryptography;
 using System.Text;
 using SixLabors.ImageSharp;
@@ -81,7 +82,7 @@ public static class ImageFolder
             rgb.CopyPixelDataTo(bytes);
             problem = "";
             using var scope = torch.NewDisposeScope();
-            var scaled = torch.tensor(bytes, [resolution, resolution, 3]).to_type(ScalarType.Float32) / 127.5f - 1f;
+            var scaled = torch.tensor(bytes, [resolution, resolution, 3]).to_type(ScalarType.Float32).DividedBy(127.5f).Minus(1f);
             return scaled.permute(2, 0, 1).contiguous().MoveToOuterDisposeScope();
         }
         catch (UnknownImageFormatException) { problem = "not a PNG, JPEG, WebP or BMP image"; return null; }

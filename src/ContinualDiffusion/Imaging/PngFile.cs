@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Checkpoints;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.Formats.Png;
@@ -26,7 +27,7 @@ public static class PngFile
     {
         if (image.dim() != 3 || image.shape[2] != 3) throw new ArgumentException($"expected an (H, W, 3) image, got [{string.Join(", ", image.shape)}]");
         using var scope = torch.NewDisposeScope();
-        var bytes = (image.detach().cpu().clamp(0, 1) * 255).round().to_type(ScalarType.Byte).contiguous();
+        var bytes = image.detach().cpu().Clamped(0, 1).Times(255).round().to_type(ScalarType.Byte).contiguous();
         int h = (int)image.shape[0], w = (int)image.shape[1];
         return Image.LoadPixelData<Rgb24>(bytes.bytes.ToArray(), w, h);
     }
@@ -39,7 +40,7 @@ public static class PngFile
         img.CopyPixelDataTo(pixels);
         Tensor t;
         using (torch.NewDisposeScope())
-            t = (torch.tensor(pixels, [img.Height, img.Width, 3]).to_type(ScalarType.Float32) / 255f).MoveToOuterDisposeScope();
+            t = (torch.tensor(pixels, [img.Height, img.Width, 3]).to_type(ScalarType.Float32).DividedBy(255f)).MoveToOuterDisposeScope();
         var text = img.Metadata.GetPngMetadata().TextData.ToDictionary(d => d.Keyword, d => d.Value);
         return (t, text);
     }

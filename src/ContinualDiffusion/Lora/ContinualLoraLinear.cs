@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -113,7 +114,7 @@ public sealed class ContinualLoraLinear : nn.Module<Tensor, Tensor>
         using var scope = torch.NewDisposeScope();
         double bound = 1.0 / Math.Sqrt(inFeatures);
         var u = torch.rand(new long[] { rank, inFeatures }, dtype: ScalarType.Float32, generator: generator);
-        return (u * (2 * bound) - bound).to(dtype, device).MoveToOuterDisposeScope();
+        return u.Times(2 * bound).Minus(bound).to(dtype, device).MoveToOuterDisposeScope();
     }
 
     private FrozenState BuildFrozenState(Linear baseLayer, Tensor? pastDelta)
@@ -139,7 +140,7 @@ public sealed class ContinualLoraLinear : nn.Module<Tensor, Tensor>
     {
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
-        return Owned(weight.detach().add(past));
+        return Owned(weight.detach().Plus(past));
     }
 
     /// Recomputes the cached W_init + P. Needed only if the base weight is changed in place after injection
@@ -172,7 +173,7 @@ public sealed class ContinualLoraLinear : nn.Module<Tensor, Tensor>
         using var frozen = nn.functional.linear(x, FrozenMergedWeight(), bias);
         using var down = nn.functional.linear(x, lora_B);
         using var up = nn.functional.linear(down, lora_A);
-        return frozen + up;
+        return frozen.Plus(up);
     }
 
     /// The current task's delta A·B, [out, in], differentiable w.r.t. A and B (used by the penalty).
@@ -183,7 +184,7 @@ public sealed class ContinualLoraLinear : nn.Module<Tensor, Tensor>
     {
         using var noGrad = torch.no_grad();
         using var delta = CurrentDelta();
-        return FrozenMergedWeight().add(delta);
+        return FrozenMergedWeight().Plus(delta);
     }
 
     /// The parameters the optimiser should see: the current task's factors only.

@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -57,7 +58,7 @@ public static class DeltaMerger
             foreach (var (name, w) in baseWeights)
             {
                 using var delta = sums[name].to(w.dtype);
-                w.add_(delta);
+                w.AddInPlace(delta);
             }
         }
         finally

@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -28,7 +29,7 @@ public static class SelfRegularizer
             if (total is null) total = term;
             else
             {
-                var sum = total + term;
+                var sum = total.Plus(term);
                 total.Dispose();
                 term.Dispose();
                 total = sum;
@@ -44,7 +45,7 @@ public static class SelfRegularizer
         using var delta = layer.CurrentDelta();
         using var absPast = layer.PastDelta.abs();
         using var weighted = absPast.mul(delta);
-        using var squared = weighted.square();
+        using var squared = weighted.Squared();
         return squared.sum();
     }
 }

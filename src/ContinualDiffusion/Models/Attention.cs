@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -103,8 +104,8 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
 
         var output = to_out[1].call(to_out[0].call(merged));
         if (spatial) output = output.transpose(-1, -2).reshape(hidden.shape);
-        if (Options.ResidualConnection) output = output + residual;
-        if (Options.RescaleOutputFactor != 1.0) output = output / Options.RescaleOutputFactor;
+        if (Options.ResidualConnection) output = output.Plus(residual);
+        if (Options.RescaleOutputFactor != 1.0) output = output.DividedBy(Options.RescaleOutputFactor);
         return output.MoveToOuterDisposeScope();
     }
 

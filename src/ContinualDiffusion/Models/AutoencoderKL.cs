@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -42,14 +43,14 @@ public sealed class AutoencoderKL : nn.Module
         var moments = quant_conv.call(encoder.call(image));
         var halves = moments.chunk(2, dim: 1);
         var mean = halves[0].contiguous();
-        var logvar = halves[1].clamp(-30.0, 20.0);
+        var logvar = halves[1].Clamped(-30.0, 20.0);
         return (mean.MoveToOuterDisposeScope(), logvar.MoveToOuterDisposeScope());
     }
 
     /// exp(0.5 * logvar), the posterior's standard deviation.
     public static Tensor Std(Tensor logVar)
     {
-        using var half = 0.5 * logVar;
+        using var half = logVar.Times(0.5);
         return half.exp();
     }
 
@@ -58,7 +59,7 @@ public sealed class AutoencoderKL : nn.Module
     {
         using var scope = torch.NewDisposeScope();
         var noise = torch.randn(mean.shape, dtype: mean.dtype, device: mean.device, generator: generator);
-        return (mean + Std(logVar) * noise).MoveToOuterDisposeScope();
+        return mean.Plus(Std(logVar) * noise).MoveToOuterDisposeScope();
     }
 
     /// Image [B, out_channels, h*f, w*f] (unclamped, about [-1, 1]) from an (unscaled) latent [B, latent_channels, h, w].

@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -37,7 +38,7 @@ public sealed class ClipMlp : nn.Module<Tensor, Tensor>
 
     private static Tensor QuickGelu(Tensor x)
     {
-        using var scaled = x * 1.702;
+        using var scaled = x.Times(1.702);
         using var gate = scaled.sigmoid();
         return x * gate;
     }

@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -51,18 +52,18 @@ public sealed class ClipTextEmbeddings : nn.Module
         var tokenEmbeds = tokenOverrides is { Count: > 0 }
             ? EmbedWithOverrides(inputIds, tokenOverrides)
             : token_embedding.forward(inputIds);
-        var positionIds = torch.arange(tokens, dtype: ScalarType.Int64, device: inputIds.device);
+        var positionIds = OwnedScalars.Arange(0, tokens, ScalarType.Int64, inputIds.device);
         var positionEmbeds = position_embedding.forward(positionIds);
-        return (tokenEmbeds + positionEmbeds).MoveToOuterDisposeScope();
+        return tokenEmbeds.Plus(positionEmbeds).MoveToOuterDisposeScope();
     }
 
     private Tensor EmbedWithOverrides(Tensor inputIds, IReadOnlyDictionary<long, Tensor> overrides)
     {
         long hidden = TokenWeight.shape[1];
-        var masks = overrides.Keys.ToDictionary(id => id, id => inputIds.eq(id).unsqueeze(-1));
+        var masks = overrides.Keys.ToDictionary(id => id, id => inputIds.EqualTo(id).unsqueeze(-1));
         var anyOverride = masks.Values.Aggregate((a, b) => a.logical_or(b)).squeeze(-1);
         // Overridden positions look up row 0 instead, so an id outside the matrix is fine; the value is discarded.
-        var lookupIds = inputIds.masked_fill(anyOverride, 0);
+        var lookupIds = inputIds.MaskedFill(anyOverride, 0);
         var embeds = token_embedding.forward(lookupIds);
         foreach (var (id, row) in overrides)
         {

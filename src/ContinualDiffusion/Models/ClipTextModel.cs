@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Checkpoints;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -90,7 +91,7 @@ public sealed class ClipTextModel : nn.Module<Tensor, Tensor>
         using (var scope = torch.NewDisposeScope())
         {
             double std = old.to_type(ScalarType.Float64).std().item<double>();
-            var fresh = torch.randn(newVocabSize - oldRows, hidden, dtype: ScalarType.Float32, generator: generator) * std;
+            var fresh = torch.randn(newVocabSize - oldRows, hidden, dtype: ScalarType.Float32, generator: generator).Times(std);
             grown = torch.cat([old.detach(), fresh.to(old.dtype).to(old.device)], 0).MoveToOuterDisposeScope();
         }
         text_model.Embeddings.ReplaceTokenWeight((Parameter)new Parameter(grown, old.requires_grad).DetachFromDisposeScope());

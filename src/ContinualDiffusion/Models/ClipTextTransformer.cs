@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -46,8 +47,8 @@ public sealed class ClipTextTransformer : nn.Module
     {
         var position = _config.PoolsAtArgmaxId
             ? ids.argmax(-1)
-            : ids.eq(_config.EosTokenId).to_type(ScalarType.Int32).argmax(-1);
-        var rows = torch.arange(ids.shape[0], dtype: ScalarType.Int64, device: ids.device);
+            : ids.EqualTo(_config.EosTokenId).to_type(ScalarType.Int32).argmax(-1);
+        var rows = OwnedScalars.Arange(0, ids.shape[0], ScalarType.Int64, ids.device);
         return normed[TensorIndex.Tensor(rows), TensorIndex.Tensor(position)];
     }
 }

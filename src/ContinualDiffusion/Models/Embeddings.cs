@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -27,8 +28,8 @@ public sealed class Timesteps : nn.Module<Tensor, Tensor>
         if (timesteps.dim() != 1) throw new ArgumentException($"timesteps must be 1-D, got shape [{string.Join(", ", timesteps.shape)}]", nameof(timesteps));
         using var scope = torch.NewDisposeScope();
         int half = _dim / 2;
-        var exponent = torch.arange(0, half, dtype: ScalarType.Float32, device: timesteps.device) * (-Math.Log(MaxPeriod));
-        exponent = exponent / (half - _freqShift);
+        var exponent = OwnedScalars.Arange(0, half, ScalarType.Float32, timesteps.device).Times(-Math.Log(MaxPeriod));
+        exponent = exponent.DividedBy(half - _freqShift);
         var freqs = exponent.exp();
         var args = timesteps.unsqueeze(1).to_type(ScalarType.Float32) * freqs.unsqueeze(0);
         var emb = torch.cat([args.sin(), args.cos()], dim: -1);

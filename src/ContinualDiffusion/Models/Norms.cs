@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 
@@ -13,8 +14,8 @@ internal static class Norms
         var norm = torch.nn.GroupNorm(groups, channels, eps: eps, affine: true);
         using (torch.no_grad())
         {
-            norm.weight!.fill_(1.0);
-            norm.bias!.fill_(0.0);
+            norm.weight!.FillInPlace(1.0);
+            norm.bias!.FillInPlace(0.0);
         }
         return norm;
     }

@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -44,14 +45,14 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>
         {
             if (temb is null) throw new ArgumentNullException(nameof(temb), "this resnet block needs a timestep embedding");
             var t = time_emb_proj.call(nn.functional.silu(temb));
-            h = h + t.unsqueeze(-1).unsqueeze(-1);
+            h = h.Plus(t.unsqueeze(-1).unsqueeze(-1));
         }
         h = nn.functional.silu(norm2.call(h));
         if (_options.Dropout > 0) h = nn.functional.dropout(h, _options.Dropout, training);
         h = conv2.call(h);
         var shortcut = conv_shortcut is null ? input : conv_shortcut.call(input);
-        var output = shortcut + h;
-        if (_options.OutputScaleFactor != 1.0) output = output / _options.OutputScaleFactor;
+        var output = shortcut.Plus(h);
+        if (_options.OutputScaleFactor != 1.0) output = output.DividedBy(_options.OutputScaleFactor);
         return output.MoveToOuterDisposeScope();
     }
 }

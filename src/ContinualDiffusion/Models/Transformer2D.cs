@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -51,9 +52,9 @@ public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor hidden, Tensor context)
     {
         using var scope = torch.NewDisposeScope();
-        var h = attn1.call(norm1.call(hidden), null) + hidden;
-        h = attn2.call(norm2.call(h), context) + h;
-        h = ff.call(norm3.call(h)) + h;
+        var h = attn1.call(norm1.call(hidden), null).Plus(hidden);
+        h = attn2.call(norm2.call(h), context).Plus(h);
+        h = ff.call(norm3.call(h)).Plus(h);
         return h.MoveToOuterDisposeScope();
     }
 }
@@ -103,6 +104,6 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor, Tensor>
             x = proj_out.call(x).reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous();
         else
             x = proj_out.call(x.reshape(b, h, w, inner).permute(0, 3, 1, 2).contiguous());
-        return (x + hidden).MoveToOuterDisposeScope();
+        return x.Plus(hidden).MoveToOuterDisposeScope();
     }
 }

@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -113,7 +114,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         long factor = 1L << UpsamplerCount;
         bool forceUpsampleSize = sample.shape[^2] % factor != 0 || sample.shape[^1] % factor != 0;
 
-        if (Config.CenterInputSample) sample = 2 * sample - 1.0;
+        if (Config.CenterInputSample) sample = sample.Times(2).Minus(1.0);
 
         var tProj = time_proj.call(BroadcastTimesteps(timestep, batch, sample.device)).to_type(sample.dtype);
         trace?.Invoke("time_proj", tProj);

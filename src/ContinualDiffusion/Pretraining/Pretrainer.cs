@@ -48,7 +48,7 @@ public static class Pretrainer
         clock.Restart();
         using var latents = VaePretrainer.EncodeMeans(model.Vae, data.Pixels);
         double scaling = VaePretrainer.ScalingFactor(latents);
-        using var scaled = latents * scaling;
+        using var scaled = latents.Times(scaling);
         double encodeSeconds = clock.Elapsed.TotalSeconds;
         info?.Invoke($"latents {string.Join("x", latents.shape)}, scaling factor {scaling:F4} ({encodeSeconds:F1} s)");
 

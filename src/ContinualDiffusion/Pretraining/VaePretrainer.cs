@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Models;
 using ContinualDiffusion.Training;
 using TorchSharp;
@@ -28,8 +29,8 @@ internal static class VaePretrainer
             var (mean, logVar) = vae.Encode(x);
             var z = AutoencoderKL.SamplePosterior(mean, logVar, gen);
             var recon = vae.Decode(z);
-            var kl = 0.5 * (mean.square() + logVar.exp() - 1 - logVar).mean();
-            return nn.functional.mse_loss(recon, x) + KlWeight * kl;
+            var kl = (mean.Squared().Plus(logVar.exp()).Minus(1) - logVar).mean().Times(0.5);
+            return nn.functional.mse_loss(recon, x).Plus(kl.Times(KlWeight));
         }
 
         double last = PretrainLoop.Run("vae", steps, parameters, learningRate, weightDecay: 0, LossOf, afterStep, info, cancel);

@@ -23,18 +23,21 @@ namespace ContinualDiffusion.Runtime;
 /// Tensors inside a dispose scope are referenced by the scope and never reach the finalizer, so the rule
 /// removes the window entirely instead of patching the calls where it happened to show.
 ///
-/// **What the rule cannot cover: TorchSharp's own Scalars.** `Scalar` has the same raw handle and finalizer, and
-/// TorchSharp makes one, never disposed, for every implicit conversion: `x * 0.5`, `a + b` (its alpha 1),
-/// `BatchNorm`'s `num_batches_tracked.add_(1)`. Dispose scopes do not track Scalars, and most are made inside
-/// TorchSharp where no caller can own them. Their window is short (libtorch reads a Scalar when the op starts),
-/// and it opens only when another thread starts a garbage collection during it. The `cdiff` process does all
-/// torch work on one thread and starts no other thread of its own, but that does not close the window: one plain
-/// `quickstart.sh` run died with libtorch reading a freed Scalar (`toFloat`, Scalar.h:140, in THSTensor_add), so
-/// some other managed thread (the runtime's or a library's) collected during an op. Open (issue 11). Under
-/// `CDIFF_GC_STRESS=1`, training the scoring classifier (thousands of tiny ops per second) fails within seconds
-/// with libtorch reading a freed Scalar ("Unknown scalar type", "alpha must not be a floating point number").
-/// So: do not run torch work on several threads of one process, and do not call `GC.Collect` while torch
-/// work runs on another thread.
+/// **Scalars: the same rule, enforced on the compiled code.** `Scalar` has the same raw handle and finalizer, and
+/// TorchSharp makes one, never disposed, for every implicit conversion (`x * 0.5`, `x.clamp(0, 1)`) and inside
+/// some of its own methods (`a + b` passes an implicit alpha of 1, `square()` an exponent of 2). Dispose scopes do
+/// not track Scalars. Such a Scalar is dead during the very op that reads it, so a collection then frees it under
+/// libtorch: one plain `quickstart.sh` run died with libtorch reading a freed Scalar (`toFloat`, Scalar.h:140, in
+/// THSTensor_add), and under `CDIFF_GC_STRESS=1` training the scoring classifier failed within seconds
+/// ("Unknown scalar type", "alpha must not be a floating point number"). In a plain process the collection need
+/// not come from a thread of ours: a background (concurrent) gen-2 collection, started by the main thread's own
+/// allocations, finishes its marking on the GC's thread at a moment of its own, possibly while the main thread is
+/// inside libtorch (the likely collector in that plain run; not proven). So every Scalar in cdiff is a process-lifetime
+/// constant or a `using` local, made through <see cref="OwnedScalars"/> (`a.Plus(b)`, `x.Times(0.5)`,
+/// `x.Clamped(0, 1)`), and `Foundation/ScalarOwnershipTests` reads the IL of the library, the CLI, the benchmark
+/// tools and the tests and fails on any call that makes an unowned Scalar, directly or inside TorchSharp.
+/// Defence in depth: the executables run with the non-concurrent GC (Directory.Build.props), so a collection
+/// starts only on a thread that allocates, and all torch work runs on one thread.
 ///
 /// **How it is checked.** <see cref="TensorsLeftToFinalizer"/> counts the tensors the finalizer thread has
 /// disposed in this process. With `CDIFF_GC_STRESS=1` (Runtime/GcStress) the `cdiff` executable prints that count

@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using System.Diagnostics;
 using ContinualDiffusion.Models;
 using ContinualDiffusion.Schedulers;
@@ -65,7 +66,7 @@ public sealed class TextToImagePipeline(StableDiffusion model)
             using var gen = new Generator(unchecked((ulong)request.Seed));
             noise = torch.randn(shape, generator: gen).to(model.Device);
         }
-        return noise * initNoiseSigma;
+        return noise.Times(initNoiseSigma);
     }
 
     private Tensor DenoiseStep(IScheduler scheduler, Tensor latents, Timestep t, Tensor context, double guidance)
@@ -74,15 +75,15 @@ public sealed class TextToImagePipeline(StableDiffusion model)
         var input = scheduler.ScaleModelInput(doubled, t);
         var noise = model.Unet.forward(input, t.ToTensor(model.Device), context);
         var chunks = noise.chunk(2);
-        var guided = chunks[0] + guidance * (chunks[1] - chunks[0]);
+        var guided = chunks[0].Plus((chunks[1] - chunks[0]).Times(guidance));
         return scheduler.Step(guided, t, latents);
     }
 
     /// latents / scaling_factor → VAE decoder → (x / 2 + 0.5).clamp(0, 1) → NHWC.
     private Tensor Decode(Tensor latents)
     {
-        var image = model.Vae.Decode(latents / model.Vae.ScalingFactor);
-        return (image / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).contiguous();
+        var image = model.Vae.Decode(latents.DividedBy(model.Vae.ScalingFactor));
+        return image.DividedBy(2).Plus(0.5).Clamped(0, 1).permute(0, 2, 3, 1).contiguous();
     }
 
     private (int Height, int Width) Resolve(SampleRequest r)

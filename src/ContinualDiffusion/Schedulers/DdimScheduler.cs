@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using static TorchSharp.torch;
 
 namespace ContinualDiffusion.Schedulers;
@@ -85,11 +86,11 @@ public sealed class DdimScheduler : IScheduler
 
         using var scope = NewDisposeScope();
         var (predOriginal, predEpsilon) = Predictions(modelOutput, sample, sqrtAlpha, sqrtBeta);
-        if (_clipSample) predOriginal = predOriginal.clamp(-_clipSampleRange, _clipSampleRange);
+        if (_clipSample) predOriginal = predOriginal.Clamped(-_clipSampleRange, _clipSampleRange);
 
         // eta = 0: std_dev_t = 0, so the direction term keeps all of (1 - alpha_prev).
-        var direction = MathF.Sqrt(1f - alphaProdPrev - 0f) * predEpsilon;
-        var prevSample = MathF.Sqrt(alphaProdPrev) * predOriginal + direction;
+        var direction = predEpsilon.Times(MathF.Sqrt(1f - alphaProdPrev - 0f));
+        var prevSample = predOriginal.Times(MathF.Sqrt(alphaProdPrev)).Plus(direction);
         return prevSample.MoveToOuterDisposeScope();
     }
 
@@ -97,9 +98,9 @@ public sealed class DdimScheduler : IScheduler
     private (Tensor X0, Tensor Epsilon) Predictions(Tensor modelOutput, Tensor sample, float sqrtAlpha, float sqrtBeta) =>
         Config.PredictionType switch
         {
-            "epsilon" => ((sample - sqrtBeta * modelOutput) / sqrtAlpha, modelOutput.alias()),
-            "sample" => (modelOutput.alias(), (sample - sqrtAlpha * modelOutput) / sqrtBeta),
-            "v_prediction" => (sqrtAlpha * sample - sqrtBeta * modelOutput, sqrtAlpha * modelOutput + sqrtBeta * sample),
+            "epsilon" => ((sample - modelOutput.Times(sqrtBeta)).DividedBy(sqrtAlpha), modelOutput.alias()),
+            "sample" => (modelOutput.alias(), (sample - modelOutput.Times(sqrtAlpha)).DividedBy(sqrtBeta)),
+            "v_prediction" => (sample.Times(sqrtAlpha) - modelOutput.Times(sqrtBeta), modelOutput.Times(sqrtAlpha).Plus(sample.Times(sqrtBeta))),
             _ => throw new InvalidOperationException($"prediction_type '{Config.PredictionType}' is not supported"),
         };
 

@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using static TorchSharp.torch;
 
 namespace ContinualDiffusion.Schedulers;
@@ -148,9 +149,9 @@ public sealed class DpmSolverMultistepScheduler : IScheduler
         var (alphaT, sigmaT) = TrainSigmas.ToAlphaSigma(sigma);
         return Config.PredictionType switch
         {
-            "epsilon" => (sample - sigmaT * modelOutput) / alphaT,
+            "epsilon" => (sample - modelOutput.Times(sigmaT)).DividedBy(alphaT),
             "sample" => modelOutput.alias(),
-            "v_prediction" => alphaT * sample - sigmaT * modelOutput,
+            "v_prediction" => sample.Times(alphaT) - modelOutput.Times(sigmaT),
             _ => throw new InvalidOperationException($"prediction_type '{Config.PredictionType}' is not supported"),
         };
     }
@@ -170,7 +171,7 @@ public sealed class DpmSolverMultistepScheduler : IScheduler
         var (alphaS, sigmaS) = TrainSigmas.ToAlphaSigma(_sigmas[i]);
         float h = Lambda(alphaT, sigmaT) - Lambda(alphaS, sigmaS);
         // With a final sigma of 0: lambda_t = +inf, exp(-h) = 0, x_t = D0.
-        return (sigmaT / sigmaS) * sample - (alphaT * (MathF.Exp(-h) - 1f)) * x0;
+        return sample.Times(sigmaT / sigmaS) - x0.Times(alphaT * (MathF.Exp(-h) - 1f));
     }
 
     /// Midpoint DPM-Solver++(2M): D1 = (m0 - m1) / r0 with r0 = h_0 / h.
@@ -184,9 +185,9 @@ public sealed class DpmSolverMultistepScheduler : IScheduler
         var m1 = _modelOutputs[_order - 2]!;
         float h = lambdaT - lambdaS0, h0 = lambdaS0 - lambdaS1;
         float r0 = h0 / h;
-        var d1 = (1f / r0) * (m0 - m1);
+        var d1 = (m0 - m1).Times(1f / r0);
         float expTerm = alphaT * (MathF.Exp(-h) - 1f);
-        return (sigmaT / sigmaS0) * sample - expTerm * m0 - 0.5f * expTerm * d1;
+        return sample.Times(sigmaT / sigmaS0) - m0.Times(expTerm) - d1.Times(0.5f * expTerm);
     }
 
     private static float Lambda(float alpha, float sigma) => MathF.Log(alpha) - MathF.Log(sigma);

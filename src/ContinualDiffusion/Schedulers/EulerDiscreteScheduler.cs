@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using static TorchSharp.torch;
 
 namespace ContinualDiffusion.Schedulers;
@@ -84,7 +85,7 @@ public sealed class EulerDiscreteScheduler : IScheduler
     public Tensor ScaleModelInput(Tensor sample, Timestep timestep)
     {
         float sigma = _sigmas[EnsureStepIndex(timestep)];
-        return sample / MathF.Sqrt(sigma * sigma + 1f);
+        return sample.DividedBy(MathF.Sqrt(sigma * sigma + 1f));
     }
 
     public Tensor Step(Tensor modelOutput, Timestep timestep, Tensor sample)
@@ -99,14 +100,14 @@ public sealed class EulerDiscreteScheduler : IScheduler
         var sample32 = sample.to(ScalarType.Float32);
         var predOriginal = Config.PredictionType switch
         {
-            "epsilon" => sample32 - sigmaHat * modelOutput,
+            "epsilon" => sample32 - modelOutput.Times(sigmaHat),
             "sample" => modelOutput.alias(),
-            "v_prediction" => modelOutput * (-sigma / MathF.Sqrt(sigma * sigma + 1f)) + sample32 / (sigma * sigma + 1f),
+            "v_prediction" => modelOutput.Times(-sigma / MathF.Sqrt(sigma * sigma + 1f)).Plus(sample32.DividedBy(sigma * sigma + 1f)),
             _ => throw new InvalidOperationException($"prediction_type '{Config.PredictionType}' is not supported"),
         };
-        var derivative = (sample32 - predOriginal) / sigmaHat;
+        var derivative = (sample32 - predOriginal).DividedBy(sigmaHat);
         float dt = _sigmas[i + 1] - sigmaHat;
-        var prev = sample32 + derivative * dt;
+        var prev = sample32.Plus(derivative.Times(dt));
         _stepIndex = i + 1;
         return prev.to(modelOutput.dtype).MoveToOuterDisposeScope();
     }

@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using static TorchSharp.torch;
 
 namespace ContinualDiffusion.Schedulers;
@@ -37,7 +38,7 @@ public sealed class NoiseSchedule
     {
         using var scope = NewDisposeScope();
         var (sqrtAlpha, sqrtOneMinusAlpha) = Coefficients(timesteps, x0);
-        return (sqrtAlpha * x0 + sqrtOneMinusAlpha * noise).MoveToOuterDisposeScope();
+        return (sqrtAlpha * x0).Plus(sqrtOneMinusAlpha * noise).MoveToOuterDisposeScope();
     }
 
     /// The v-prediction target sqrt(acp[t]) * noise - sqrt(1 - acp[t]) * x0 (DDPMScheduler.get_velocity).

@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -43,11 +44,11 @@ public sealed class AdamW : IDisposable
                 if (p.grad is not { } grad) continue;
                 var (m, v) = _state[p];
                 double lr = g.LearningRate * learningRateScale;
-                p.mul_(1 - lr * g.WeightDecay);
-                m.mul_(_beta1).add_(grad, alpha: 1 - _beta1);
-                v.mul_(_beta2).addcmul_(grad, grad, value: 1 - _beta2);
-                using var denom = (v / bc2).sqrt_().add_(_eps);
-                p.addcdiv_(m, denom, value: -lr / bc1);
+                p.MultiplyInPlace(1 - lr * g.WeightDecay);
+                m.MultiplyInPlace(_beta1).AddInPlace(grad, alpha: 1 - _beta1);
+                v.MultiplyInPlace(_beta2).AddProductInPlace(grad, grad, 1 - _beta2);
+                using var denom = v.DividedBy(bc2).sqrt_().AddInPlace(_eps);
+                p.AddQuotientInPlace(m, denom, -lr / bc1);
             }
         }
     }

@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Models;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -31,7 +32,7 @@ public sealed class ConceptLatents : IDisposable
             var batch = all.narrow(0, start, Math.Min(batchSize, all.shape[0] - start));
             var (mean, logvar) = vae.Encode(batch);
             means.Add(mean);
-            stds.Add((0.5 * logvar).exp());
+            stds.Add(logvar.Times(0.5).exp());
         }
         return new ConceptLatents(torch.cat(means).MoveToOuterDisposeScope(), torch.cat(stds).MoveToOuterDisposeScope(), vae.ScalingFactor);
     }
@@ -44,7 +45,7 @@ public sealed class ConceptLatents : IDisposable
         var mean = _mean.index_select(0, idx);
         var std = _std.index_select(0, idx);
         var eps = torch.randn(mean.shape, generator: generator);
-        return ((mean + std * eps) * _scalingFactor).MoveToOuterDisposeScope();
+        return mean.Plus(std * eps).Times(_scalingFactor).MoveToOuterDisposeScope();
     }
 
     public void Dispose()

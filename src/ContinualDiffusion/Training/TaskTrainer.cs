@@ -104,7 +104,7 @@ public sealed class TaskTrainer : IDisposable
         var pred = _model.Unet.forward(noisy, t, text.LastHiddenState);
         var mse = nn.functional.mse_loss(pred, target);
         var penalty = SelfRegularizer.Penalty(_layers);
-        var loss = _config.EffectiveLambda > 0 ? mse + _config.EffectiveLambda * penalty : mse;
+        var loss = _config.EffectiveLambda > 0 ? mse.Plus(penalty.Times(_config.EffectiveLambda)) : mse;
 
         double lossValue = loss.item<float>();
         if (!double.IsFinite(lossValue))

@@ -1,5 +1,6 @@
 using ContinualDiffusion.Benchmarking;
 using ContinualDiffusion.Imaging;
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -16,9 +17,10 @@ public class SampleGridTests : IDisposable
     /// the sample's index in blue, all multiples of 1/255 so they survive a PNG exactly.
     private static Tensor Samples(int p, int t, int i, int k, int h, int w)
     {
-        var ramp = torch.arange(h * w, dtype: ScalarType.Float32).reshape(h, w).remainder(256f) / 255f;
-        var cell = torch.full([h, w], (p * 49 + t * 7 + i + 1) / 255f);
-        return torch.stack([.. Enumerable.Range(0, k).Select(j => torch.stack([ramp, cell, torch.full([h, w], (j * 60 + 15) / 255f)], dim: -1))]);
+        using var modulus = 256f.ToScalar();
+        var ramp = OwnedScalars.Arange(0, h * w, ScalarType.Float32).reshape(h, w).remainder(modulus).DividedBy(255f);
+        var cell = OwnedScalars.Full([h, w], (p * 49 + t * 7 + i + 1) / 255f);
+        return torch.stack([.. Enumerable.Range(0, k).Select(j => torch.stack([ramp, cell, OwnedScalars.Full([h, w], (j * 60 + 15) / 255f)], dim: -1))]);
     }
 
     private static GridPanel Panel(string title, int p, int k, int h, int w) =>
@@ -113,7 +115,11 @@ public class SampleGridTests : IDisposable
         var g = SampleGrid.Layout(tasks, labels, titles, k, h, w);
 
         static float Darkest(Tensor region) => region.mean([2]).min().item<float>();
-        static int DarkPixels(Tensor region) => (int)(region.mean([2]) < 0.5f).sum().item<long>();
+        static int DarkPixels(Tensor region)
+        {
+            using var half = 0.5f.ToScalar();
+            return (int)region.mean([2]).lt(half).sum().item<long>();
+        }
         for (int i = 0; i < tasks; i++)
             Assert.True(DarkPixels(Region(picture, g.LabelRect(i))) > 50, $"row label {i} has no text");
         Assert.True(DarkPixels(Region(picture, g.TitleRect(0))) > 50);

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using ContinualDiffusion.Checkpoints;
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Tests.Support;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -32,7 +33,7 @@ public class SafeTensorsTests : IDisposable
         var tensors = new Dictionary<string, Tensor>
         {
             ["w"] = torch.randn(3, 5),
-            ["ids"] = torch.arange(7, dtype: ScalarType.Int64),
+            ["ids"] = OwnedScalars.Arange(0, 7, ScalarType.Int64),
             ["h"] = torch.randn(2, 2).to_type(ScalarType.Float16),
             ["scalar"] = torch.tensor(2.5f),
         };

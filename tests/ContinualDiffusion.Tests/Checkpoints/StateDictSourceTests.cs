@@ -1,6 +1,7 @@
 using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Interop.SingleFile;
 using ContinualDiffusion.Models;
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Tests.Interop;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -21,9 +22,9 @@ public class StateDictSourceTests : IDisposable
         using var scope = torch.NewDisposeScope();
         var tensors = new Dictionary<string, Tensor>
         {
-            ["enc.weight"] = torch.arange(6, dtype: ScalarType.Float32).reshape(3, 2),
+            ["enc.weight"] = OwnedScalars.Arange(0, 6, ScalarType.Float32).reshape(3, 2),
             ["enc.bias"] = torch.tensor(new[] { 1f, 2f, 3f }),
-            ["enc.position_ids"] = torch.arange(4), // saved by older writers, harmless: ignorable
+            ["enc.position_ids"] = OwnedScalars.Arange(0, 4), // saved by older writers, harmless: ignorable
             ["dec.weight"] = torch.zeros(5), // another component's key: outside the prefix
         };
         edit(tensors);

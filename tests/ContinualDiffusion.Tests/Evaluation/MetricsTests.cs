@@ -1,5 +1,6 @@
 using ContinualDiffusion.Data;
 using ContinualDiffusion.Evaluation;
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 
 namespace ContinualDiffusion.Tests.Evaluation;
@@ -33,7 +34,7 @@ public class MetricsTests
         using var g = new torch.Generator(7);
         using var a = torch.randn([400, 16], generator: g);
         using var b = torch.randn([400, 16], generator: g);
-        using var c = torch.randn([400, 16], generator: g) + 0.5;
+        using var c = torch.randn([400, 16], generator: g).Plus(0.5);
         double same = Kid.Compute(a, b), shifted = Kid.Compute(a, c);
         Assert.InRange(same, -0.05, 0.05);
         Assert.True(shifted > 0.5 && shifted > 10 * Math.Abs(same), $"shifted {shifted}, same {same}");
@@ -45,7 +46,7 @@ public class MetricsTests
         torch.manual_seed(3);
         using var a = torch.randn(300, 8);
         using var b = torch.randn(300, 8);
-        using var c = torch.randn(300, 8) + 1.0;
+        using var c = torch.randn(300, 8).Plus(1.0);
         double same = Mmd.Squared(a, b), shifted = Mmd.Squared(a, c);
         Assert.InRange(same, -0.01, 0.01);
         Assert.True(shifted > 10 * Math.Abs(same) && shifted > 0.05, $"shifted {shifted}, same {same}");

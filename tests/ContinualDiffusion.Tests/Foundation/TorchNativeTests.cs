@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -14,7 +15,7 @@ public class TorchNativeTests
         var x = torch.randn(2, 3, 8, 8, requires_grad: true);
         var y = conv.forward(x);
         Assert.Equal(new long[] { 2, 4, 8, 8 }, y.shape);
-        y.square().sum().backward();
+        y.Squared().sum().backward();
         Assert.NotNull(x.grad);
         Assert.True(x.grad!.abs().sum().item<float>() > 0f);
         Assert.True(conv.weight!.grad!.abs().sum().item<float>() > 0f);
@@ -27,7 +28,7 @@ public class TorchNativeTests
         torch.manual_seed(1);
         var q = torch.randn(1, 2, 5, 8); var k = torch.randn(1, 2, 7, 8); var v = torch.randn(1, 2, 7, 8);
         var fused = nn.functional.scaled_dot_product_attention(q, k, v);
-        var manual = torch.softmax(q.matmul(k.transpose(-1, -2)) / Math.Sqrt(8), -1).matmul(v);
+        var manual = torch.softmax(q.matmul(k.transpose(-1, -2)).DividedBy(Math.Sqrt(8)), -1).matmul(v);
         Assert.True((fused - manual).abs().max().item<float>() < 1e-5f);
     }
 }

@@ -1,6 +1,7 @@
 using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Interop.SingleFile;
 using ContinualDiffusion.Models;
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -48,7 +49,7 @@ public class Sd2SingleFileTests : IDisposable
         }
         int i = 0;
         return shapes.ToDictionary(kv => kv.Key, kv =>
-            (torch.arange(kv.Value.Aggregate(1L, (a, b) => a * b), dtype: ScalarType.Float32) + 1000f * i++).reshape(kv.Value));
+            OwnedScalars.Arange(0, kv.Value.Aggregate(1L, (a, b) => a * b), ScalarType.Float32).Plus(1000f * i++).reshape(kv.Value));
     }
 
     private string Write(Dictionary<string, Tensor> tensors)

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using ContinualDiffusion.Interop.SingleFile;
 using ContinualDiffusion.Models;
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Sampling;
 using ContinualDiffusion.Tests.Support;
 using TorchSharp;
@@ -48,7 +49,7 @@ public class SingleFileParityTests
             Fixture.AssertClose(steps[^1], Sd1SingleFile.Ref("e2e.latents_final"), what: "final latents");
             var expected = Sd1SingleFile.Ref("e2e.image");
             Fixture.AssertClose(image, expected, what: "decoded image");
-            var diff = ((image * 255).round() - (expected * 255).round()).abs().max().item<float>();
+            var diff = (image.Times(255).round() - expected.Times(255).round()).abs().max().item<float>();
             Assert.True(diff <= 2f, $"max PNG difference {diff}/255");
         }
         finally

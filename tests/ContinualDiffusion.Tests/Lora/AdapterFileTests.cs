@@ -1,5 +1,6 @@
 using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Lora;
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using static ContinualDiffusion.Tests.Lora.LoraTestData;
 using static TorchSharp.torch;
@@ -193,6 +194,6 @@ public class AdapterFileTests : IDisposable
         Assert.All(none.Values, p => Assert.Equal(0, p.count_nonzero().item<long>()));
         var past = DeltaMerger.PastDeltas(weights, [t1, t2]);
         foreach (var l in layers)
-            Support.Fixture.AssertClose(past[l.LayerName], expected1[l.LayerName] + l.CurrentDelta().detach(), 1e-6, l.LayerName);
+            Support.Fixture.AssertClose(past[l.LayerName], expected1[l.LayerName].Plus(l.CurrentDelta().detach()), 1e-6, l.LayerName);
     }
 }

@@ -1,4 +1,5 @@
 using ContinualDiffusion.Lora;
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Tests.Support;
 using TorchSharp;
 using static ContinualDiffusion.Tests.Lora.LoraTestData;
@@ -30,9 +31,9 @@ public class ContinualLoraLinearTests
         Assert.Equal(0f, (actual - expected).abs().max().item<float>()); // task 1: exactly the base layer
 
         // At a later task a fresh adapter reproduces the merged past: x (W + P)ᵀ.
-        var past = Randn(g, 4, 6) * 0.1f;
+        var past = Randn(g, 4, 6).Times(0.1f);
         var later = new ContinualLoraLinear("attn2.to_k", LinearWith(w), rank: 2, pastDelta: past, generator: g);
-        Fixture.AssertClose(later.forward(x), nn.functional.linear(x, w + past), 1e-6, "fresh adapter over a past delta");
+        Fixture.AssertClose(later.forward(x), nn.functional.linear(x, w.Plus(past)), 1e-6, "fresh adapter over a past delta");
     }
 
     [Fact]
@@ -42,14 +43,14 @@ public class ContinualLoraLinearTests
         using var g = new Generator(5);
         var w = Randn(g, 3, 5);
         var bias = Randn(g, 3);
-        var past = Randn(g, 3, 5) * 0.1f;
+        var past = Randn(g, 3, 5).Times(0.1f);
         var baseLayer = LinearWith(w, bias);
         var layer = new ContinualLoraLinear("to_v", baseLayer, rank: 2, pastDelta: past, generator: g);
         SetFactors(layer, Randn(g, 3, 2), Randn(g, 2, 5)); // A ≠ 0 so both factors get a non-zero gradient
         var weightBefore = baseLayer.weight!.detach().clone();
         var pastBefore = layer.PastDelta.clone();
 
-        var loss = layer.forward(Randn(g, 4, 5)).square().sum() + SelfRegularizer.Penalty([layer]);
+        var loss = layer.forward(Randn(g, 4, 5)).Squared().sum().Plus(SelfRegularizer.Penalty([layer]));
         loss.backward();
 
         Assert.Null(baseLayer.weight!.grad);
@@ -82,8 +83,8 @@ public class ContinualLoraLinearTests
         var (a2, b2) = (Randn(g, 4, 2), Randn(g, 2, 5));
         // On the fly: the frozen layer plus one low-rank path per task.
         var onTheFly = nn.functional.linear(x, w)
-            + nn.functional.linear(nn.functional.linear(x, b1), a1)
-            + nn.functional.linear(nn.functional.linear(x, b2), a2);
+            .Plus(nn.functional.linear(nn.functional.linear(x, b1), a1))
+            .Plus(nn.functional.linear(nn.functional.linear(x, b2), a2));
 
         // Training task 2: past from the task-1 file contents, current factors = task 2's.
         var weights = new Dictionary<string, Tensor> { ["l.to_k"] = w };
@@ -93,7 +94,7 @@ public class ContinualLoraLinearTests
         var layer = new ContinualLoraLinear("l.to_k", LinearWith(w), rank: 2, pastDelta: past);
         SetFactors(layer, a2, b2);
         Fixture.AssertClose(layer.forward(x), onTheFly, 1e-6, "training forward at task 2");
-        Fixture.AssertClose(layer.MergedWeight(), w + a1.matmul(b1) + a2.matmul(b2), 1e-6, "MergedWeight");
+        Fixture.AssertClose(layer.MergedWeight(), w.Plus(a1.matmul(b1)).Plus(a2.matmul(b2)), 1e-6, "MergedWeight");
         Fixture.AssertClose(layer.CurrentDelta(), a2.matmul(b2), 1e-6, "CurrentDelta");
 
         // Sampling: both tasks merged into a plain Linear's weight in place.
@@ -189,7 +190,7 @@ public class ContinualLoraLinearTests
             layer = new ContinualLoraLinear("s.to_k", LinearWith(w), rank: 2, pastDelta: past, generator: g);
             layer.forward(x); // a forward inside a per-step scope must not leave the module's cache in that scope
         }
-        Fixture.AssertClose(layer.forward(x), nn.functional.linear(x, w + past), 1e-6, "after the building scope ended");
+        Fixture.AssertClose(layer.forward(x), nn.functional.linear(x, w.Plus(past)), 1e-6, "after the building scope ended");
         Assert.Equal(0, layer.LoraA.count_nonzero().item<long>());
         Assert.Equal(6, layer.LoraB.count_nonzero().item<long>());
         Assert.Equal(0f, SelfRegularizer.Penalty([layer]).item<float>()); // A = 0, so zero even with a past

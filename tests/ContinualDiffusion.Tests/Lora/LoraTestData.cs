@@ -1,4 +1,5 @@
 using ContinualDiffusion.Lora;
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -36,12 +37,12 @@ internal static class LoraTestData
     {
         var layers = factors.ToDictionary(kv => kv.Key, kv => new LoraFactors(kv.Value.A.clone(), kv.Value.B.clone()));
         int r = rank ?? (int)factors.Values.First().A.shape[1];
-        return new AdapterSet(new AdapterMetadata(task, $"<v{task}>", r, method, hash), layers, torch.full(1, hidden, (float)task));
+        return new AdapterSet(new AdapterMetadata(task, $"<v{task}>", r, method, hash), layers, OwnedScalars.Full([1, hidden], (float)task));
     }
 
     /// Random factors of rank `rank` for every layer of `weights`.
     public static Dictionary<string, (Tensor A, Tensor B)> RandomFactors(Generator g, IReadOnlyDictionary<string, Tensor> weights, int rank) =>
-        weights.ToDictionary(kv => kv.Key, kv => (Randn(g, kv.Value.shape[0], rank) * 0.1f, Randn(g, rank, kv.Value.shape[1])));
+        weights.ToDictionary(kv => kv.Key, kv => (Randn(g, kv.Value.shape[0], rank).Times(0.1f), Randn(g, rank, kv.Value.shape[1])));
 }
 
 /// Stands in for the UNet's Attention: public to_k / to_v projections and ReplaceProjection, as in the contract.
@@ -66,5 +67,5 @@ internal sealed class FakeAttention : nn.Module<Tensor, Tensor>
         else throw new ArgumentException(name);
     }
 
-    public override Tensor forward(Tensor context) => to_k.forward(context) + to_v.forward(context);
+    public override Tensor forward(Tensor context) => to_k.forward(context).Plus(to_v.forward(context));
 }

@@ -1,5 +1,6 @@
 using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Models;
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Tests.Support;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -53,13 +54,13 @@ public class AttentionTests
         var before = unet.call(sample, t, context);
 
         var doubled = nn.Linear(original.in_features, original.out_features, hasBias: false);
-        doubled.weight!.copy_(original.weight! * 2);
+        doubled.weight!.copy_(original.weight!.Times(2));
         attention.ReplaceProjection("to_k", doubled);
 
         Assert.Same(doubled, attention.ToK);
         var parameters = unet.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         Assert.Equal(TinyModels.TinyUNetParameters, parameters.Values.Sum(p => p.numel()));
-        Assert.True(parameters[prefix + ".to_k.weight"].eq(original.weight! * 2).all().item<bool>());
+        Assert.True(parameters[prefix + ".to_k.weight"].eq(original.weight!.Times(2)).all().item<bool>());
         Assert.True(Fixture.RelError(unet.call(sample, t, context), before) > 1e-4);
 
         // A wrapper is registered under the same name: its own submodule names appear below `to_k`.

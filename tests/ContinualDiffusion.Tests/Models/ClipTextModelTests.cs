@@ -1,6 +1,7 @@
 using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Configuration;
 using ContinualDiffusion.Models;
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Tests.Support;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -110,7 +111,7 @@ public class ClipTextModelTests : IDisposable
     {
         using var scope = torch.NewDisposeScope();
         var tensors = SafeTensorsFile.Load(Path.Combine(TextEncoderDir, "model.safetensors"));
-        tensors["text_model.embeddings.position_ids"] = torch.arange(77, dtype: ScalarType.Int64).unsqueeze(0);
+        tensors["text_model.embeddings.position_ids"] = OwnedScalars.Arange(0, 77, ScalarType.Int64).unsqueeze(0);
         var path = Path.Combine(_dir, "with_position_ids.safetensors");
         SafeTensorsFile.Save(path, tensors, new Dictionary<string, string> { ["format"] = "pt" });
 

@@ -1,4 +1,5 @@
 using ContinualDiffusion.Models;
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Tests.Support;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -87,7 +88,7 @@ public class ClipTokenEmbeddingTests
         Assert.True(TokenWeight(model)[TensorIndex.Slice(0, 49408)].eq(before[TensorIndex.Slice(0, 49408)]).all().item<bool>());
         // The copy returned by Get does not alias the matrix.
         var copy = model.GetTokenEmbedding(49408);
-        copy.add_(1);
+        copy.AddInPlace(1);
         Assert.True(model.GetTokenEmbedding(49408).eq(row).all().item<bool>());
     }
 
@@ -143,7 +144,7 @@ public class ClipTokenEmbeddingTests
         var trainable = model.GetTokenEmbedding(49408).unsqueeze(0).requires_grad_(true);
 
         var output = model.Encode(PromptWith(49408), new Dictionary<long, Tensor> { [49408] = trainable });
-        output.LastHiddenState.square().mean().backward();
+        output.LastHiddenState.Squared().mean().backward();
 
         Assert.NotNull(trainable.grad);
         Assert.True(trainable.grad!.abs().sum().item<float>() > 0);
@@ -161,7 +162,7 @@ public class ClipTokenEmbeddingTests
         var trainable = torch.randn(32, generator: gen151_1).requires_grad_(true);
 
         var output = model.Encode(PromptWith(49408), new Dictionary<long, Tensor> { [49408] = trainable });
-        output.LastHiddenState.square().mean().backward();
+        output.LastHiddenState.Squared().mean().backward();
 
         var grad = TokenWeight(model).grad;
         Assert.NotNull(grad);

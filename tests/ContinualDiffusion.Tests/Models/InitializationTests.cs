@@ -1,4 +1,5 @@
 using ContinualDiffusion.Models;
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -11,7 +12,7 @@ public class InitializationTests
     public void Fresh_unet_and_vae_have_finite_parameters_and_unit_group_norms()
     {
         // Dirty the allocator first so uninitialised tensors would likely pick up NaNs.
-        for (int i = 0; i < 8; i++) (torch.ones(4096) * float.NaN).Dispose();
+        for (int i = 0; i < 8; i++) torch.ones(4096).Times(float.NaN).Dispose();
         using var unet = new UNet2DConditionModel(UNetConfig.Load(Path.Combine(TinyModels.UNetDir, "config.json")));
         using var vae = new AutoencoderKL(VaeConfig.Load(Path.Combine(TinyModels.VaeDir, "config.json")));
         var all = unet.named_parameters().Concat(vae.named_parameters()).ToList();
@@ -20,8 +21,8 @@ public class InitializationTests
         Assert.NotEmpty(groupNorms);
         Assert.All(groupNorms, g =>
         {
-            Assert.True(g.weight!.eq(1f).all().item<bool>());
-            Assert.True(g.bias!.eq(0f).all().item<bool>());
+            Assert.True(g.weight!.EqualTo(1).all().item<bool>());
+            Assert.True(g.bias!.EqualTo(0).all().item<bool>());
         });
     }
 }

@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Tests.Support;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -21,7 +22,7 @@ public class UNetGradientTests
         var sample = Fixture.Ref("unet.sample");
         var t = Fixture.Ref("unet.timesteps");
         var context = Fixture.Ref("unet.encoder_hidden_states");
-        Tensor Loss() => unet.call(sample, t, context).square().mean();
+        Tensor Loss() => unet.call(sample, t, context).Squared().mean();
 
         var loss = Loss();
         loss.backward();
@@ -34,11 +35,11 @@ public class UNetGradientTests
         using var noGrad = torch.no_grad();
         var direction = grad / grad.norm();
         const double h = 1e-2;
-        weight.add_(direction * h);
+        weight.AddInPlace(direction.Times(h));
         double plus = Loss().item<float>();
-        weight.add_(direction * (-2 * h));
+        weight.AddInPlace(direction.Times(-2 * h));
         double minus = Loss().item<float>();
-        weight.add_(direction * h);
+        weight.AddInPlace(direction.Times(h));
         double numeric = (plus - minus) / (2 * h);
         double analytic = grad.norm().item<float>();
         Assert.InRange(numeric / analytic, 0.95, 1.05);

@@ -1,4 +1,5 @@
 using ContinualDiffusion.Models;
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Tests.Support;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -48,8 +49,8 @@ public class VaeParityTests
         using var noGrad = torch.no_grad();
         // Blow up quant_conv's log-variance half so the clamp has to act on both ends.
         var bias = vae.named_parameters().Single(p => p.name == "quant_conv.bias").parameter;
-        bias[4..6].fill_(1e4);
-        bias[6..8].fill_(-1e4);
+        bias[4..6].FillInPlace(1e4);
+        bias[6..8].FillInPlace(-1e4);
         var (_, logVar) = vae.Encode(Fixture.Ref("vae.image"));
         Assert.Equal(20f, logVar[.., 0..2].min().item<float>());
         Assert.Equal(-30f, logVar[.., 2..4].max().item<float>());
@@ -59,12 +60,12 @@ public class VaeParityTests
     public void Posterior_sample_is_mean_plus_std_times_seeded_noise()
     {
         using var scope = torch.NewDisposeScope();
-        var mean = torch.full(1, 4, 2, 2, 0.5f);
-        var logVar = torch.full(1, 4, 2, 2, (float)Math.Log(4.0));
+        var mean = OwnedScalars.Full([1, 4, 2, 2], 0.5f);
+        var logVar = OwnedScalars.Full([1, 4, 2, 2], (float)Math.Log(4.0));
         using var gen64_1 = new Generator(7);
         var a = AutoencoderKL.SamplePosterior(mean, logVar, gen64_1);
         using var gen65_1 = new Generator(7);
         var noise = torch.randn(new long[] { 1, 4, 2, 2 }, generator: gen65_1);
-        Fixture.AssertClose(a, 0.5f + 2f * noise, 1e-6, "posterior sample");
+        Fixture.AssertClose(a, noise.Times(2f).Plus(0.5f), 1e-6, "posterior sample");
     }
 }

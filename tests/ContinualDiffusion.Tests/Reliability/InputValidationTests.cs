@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Runs;
+using ContinualDiffusion.Runtime;
 using TorchSharp;
 
 namespace ContinualDiffusion.Tests.Reliability;
@@ -98,7 +99,7 @@ public class InputValidationTests : IDisposable
     public void A_checksummed_file_with_one_flipped_data_byte_is_refused()
     {
         var path = Path.Combine(_dir, "state.safetensors");
-        SafeTensorsFile.Save(path, new Dictionary<string, torch.Tensor> { ["a"] = torch.arange(6f), ["b"] = torch.ones(3) }, checksum: true);
+        SafeTensorsFile.Save(path, new Dictionary<string, torch.Tensor> { ["a"] = OwnedScalars.Arange(0.0, 6.0, 1.0), ["b"] = torch.ones(3) }, checksum: true);
         using (var ok = SafeTensorsFile.Open(path)) ok.VerifyChecksum();
         var bytes = File.ReadAllBytes(path);
         bytes[^5] ^= 0x40;

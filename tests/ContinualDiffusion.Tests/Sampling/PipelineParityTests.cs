@@ -1,5 +1,6 @@
 using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Models;
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Sampling;
 using ContinualDiffusion.Tests.Support;
 using TorchSharp;
@@ -36,7 +37,7 @@ public class PipelineParityTests
         var expected = Fixture.Ref("e2e.image");
         Fixture.AssertClose(image, expected, what: "decoded image");
         // As PNG bytes: within 2/255 of diffusers' image.
-        var diff = ((image * 255).round() - (expected * 255).round()).abs().max().item<float>();
+        var diff = (image.Times(255).round() - expected.Times(255).round()).abs().max().item<float>();
         Assert.True(diff <= 2f, $"max PNG difference {diff}/255");
     }
 

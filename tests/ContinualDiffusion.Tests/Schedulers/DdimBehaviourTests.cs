@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Schedulers;
 using TorchSharp;
 using static ContinualDiffusion.Tests.Schedulers.SchedulerFixtures;
@@ -101,11 +102,11 @@ public sealed class DdimBehaviourTests
         using var scope = NewDisposeScope();
         using var scheduler = new DdimScheduler(config);
         scheduler.SetTimesteps(50);
-        var result = scheduler.Step(full(3, 5f), scheduler.Timesteps[49], tensor(Sample));
+        var result = scheduler.Step(OwnedScalars.Full([3], 5f), scheduler.Timesteps[49], tensor(Sample));
         Assert.Equal([1.5f, 1.5f, 1.5f], result.data<float>().ToArray());
         using var unclipped = new DdimScheduler(config with { ClipSample = false });
         unclipped.SetTimesteps(50);
-        Assert.Equal([5f, 5f, 5f], unclipped.Step(full(3, 5f), unclipped.Timesteps[49], tensor(Sample)).data<float>().ToArray());
+        Assert.Equal([5f, 5f, 5f], unclipped.Step(OwnedScalars.Full([3], 5f), unclipped.Timesteps[49], tensor(Sample)).data<float>().ToArray());
     }
 
     [Fact]

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Schedulers;
 using ContinualDiffusion.Tests.Support;
 using TorchSharp;
@@ -34,7 +35,7 @@ internal static class SchedulerFixtures
         Assert.Equal(Fixture.Ref(p + "init_noise_sigma").item<float>(), (float)scheduler.InitNoiseSigma);
 
         var fixedEps = Fixture.Ref("sched.fixed_eps");
-        var latents = Fixture.Ref("sched.base_noise") * scheduler.InitNoiseSigma;
+        var latents = Fixture.Ref("sched.base_noise").Times(scheduler.InitNoiseSigma);
         double worst = Fixture.RelError(latents, Fixture.Ref(p + "latents_init"));
         Fixture.AssertClose(latents, Fixture.Ref(p + "latents_init"), what: p + "latents_init");
 
@@ -45,7 +46,7 @@ internal static class SchedulerFixtures
             using var stepScope = torch.NewDisposeScope();
             var t = scheduler.Timesteps[k];
             var modelInput = scheduler.ScaleModelInput(latents, t);
-            var modelOutput = 0.5 * modelInput + t.Value / 1000 * fixedEps;
+            var modelOutput = modelInput.Times(0.5).Plus(fixedEps.Times(t.Value / 1000));
             var next = scheduler.Step(modelOutput, t, latents);
 
             double inputErr = Fixture.RelError(modelInput, expectedInputs[k]);

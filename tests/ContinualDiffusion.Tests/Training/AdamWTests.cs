@@ -1,3 +1,4 @@
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -6,7 +7,7 @@ namespace ContinualDiffusion.Tests.Training;
 
 public class AdamWTests
 {
-    private static Tensor Loss(Tensor p) => (p * torch.arange(1, 7, dtype: ScalarType.Float32).reshape(2, 3)).sin().sum() + p.square().sum();
+    private static Tensor Loss(Tensor p) => (p * OwnedScalars.Arange(1, 7, ScalarType.Float32).reshape(2, 3)).sin().sum().Plus(p.Squared().sum());
 
     [Fact]
     public void Updates_equal_torch_optim_AdamW_over_several_steps()

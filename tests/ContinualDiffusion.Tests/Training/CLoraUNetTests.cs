@@ -1,6 +1,7 @@
 using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Lora;
 using ContinualDiffusion.Models;
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Tests.Support;
 using ContinualDiffusion.Training;
 using TorchSharp;
@@ -40,7 +41,7 @@ public class CLoraUNetTests
         m.TextEncoder.ResizeTokenEmbeddings((int)id + 1);
         var frozen = StateDictLoader.Targets(m.Unet).Concat(StateDictLoader.Targets(m.TextEncoder)).Concat(StateDictLoader.Targets(m.Vae))
             .ToDictionary(kv => kv.Key + kv.Value.GetHashCode(), kv => (kv.Value, kv.Value.clone()));
-        var images = torch.rand(2, 3, 32, 32) * 2 - 1;
+        var images = torch.rand(2, 3, 32, 32).Times(2).Minus(1);
         using var latents = ConceptLatents.Encode(m.Vae, images, withFlips: false);
         var config = new TrainingConfig { Steps = 1, Rank = 2, Seed = 1, LearningRate = 1e-2 };
         var zeros = RunModelWeights(m).ToDictionary(kv => kv.Key, kv => torch.zeros_like(kv.Value));
@@ -65,7 +66,7 @@ public class CLoraUNetTests
         using var m = Load();
         long id = m.Tokenizer.AddConceptToken("<v1>");
         m.TextEncoder.ResizeTokenEmbeddings((int)id + 1);
-        using var latents = ConceptLatents.Encode(m.Vae, torch.rand(4, 3, 32, 32) * 2 - 1, withFlips: false);
+        using var latents = ConceptLatents.Encode(m.Vae, torch.rand(4, 3, 32, 32).Times(2).Minus(1), withFlips: false);
         var config = new TrainingConfig { Steps = 3, Rank = 2, Seed = 3, BatchSize = 4 };
         var zeros = RunModelWeights(m).ToDictionary(kv => kv.Key, kv => torch.zeros_like(kv.Value));
         using var trainer = new TaskTrainer(m, latents, "<v1>", id, zeros, config, task: 1);
@@ -85,10 +86,10 @@ public class CLoraUNetTests
         // On the fly: task-1 delta as the frozen past, task-2 factors live in the layers.
         using var live = Load();
         var weights = RunModelWeights(live);
-        var past = weights.ToDictionary(kv => kv.Key, kv => torch.randn(kv.Value.shape) * 0.01f);
+        var past = weights.ToDictionary(kv => kv.Key, kv => torch.randn(kv.Value.shape).Times(0.01f));
         var layers = LoraInjector.Inject(live.CrossAttentionKeyValueTargets(), 2, past);
         using (torch.no_grad())
-            foreach (var l in layers) l.LoraA.copy_(torch.randn(l.LoraA.shape) * 0.1f);
+            foreach (var l in layers) l.LoraA.copy_(torch.randn(l.LoraA.shape).Times(0.1f));
         var onTheFly = UnetOut(live);
 
         // Merged: the same deltas added into plain weights, as sampling does.
@@ -97,7 +98,7 @@ public class CLoraUNetTests
             foreach (var (name, w) in RunModelWeights(merged))
             {
                 var layer = layers.Single(l => l.LayerName == name);
-                w.add_(past[name] + layer.CurrentDelta().detach());
+                w.AddInPlace(past[name].Plus(layer.CurrentDelta().detach()));
             }
         var mergedOut = UnetOut(merged);
         Fixture.AssertClose(mergedOut, onTheFly, 1e-5, "merged vs on-the-fly");

@@ -2,6 +2,7 @@ using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Lora;
 using ContinualDiffusion.Models;
 using ContinualDiffusion.Runs;
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Sampling;
 using ContinualDiffusion.Tests.Support;
 using ContinualDiffusion.Training;
@@ -138,7 +139,7 @@ public class ContinualTrainingTests : IDisposable
         CopyDirectory(Fixture.SdTiny, copy);
         var unet = Path.Combine(copy, "unet", "diffusion_pytorch_model.safetensors");
         var tensors = SafeTensorsFile.Load(unet);
-        tensors["conv_in.bias"].add_(1f);
+        tensors["conv_in.bias"].AddInPlace(1f);
         SafeTensorsFile.Save(unet, tensors);
         var e = Assert.Throws<InputException>(() => ContinualTraining.TrainTask(Request(2) with { ModelPath = copy }));
         Assert.Contains("not the base model", e.Message);
