@@ -97,6 +97,13 @@ public static class OwnedScalars
         return a.add_(s, One);
     }
 
+    /// In place: a += b for a whole number b (integer tensors such as a batch counter).
+    public static Tensor AddInPlace(this Tensor a, long b)
+    {
+        using var s = b.ToScalar();
+        return a.add_(s, One);
+    }
+
     /// In place: a ·= b for a number b.
     public static Tensor MultiplyInPlace(this Tensor a, double b)
     {
