@@ -59,7 +59,7 @@ public static class RunExport
                 }
                 var written = request.Format switch
                 {
-                    ExportFormat.Kohya => WriteKohya(outPath, lora, model, manifest, run, taskRange, embeddings, request.Overwrite, messages),
+                    ExportFormat.Kohya => WriteKohya(outPath, lora, model, manifest, run, taskRange, embeddings, messages),
                     ExportFormat.Diffusers => WriteFolderFormat(outPath, request.Overwrite, dir => DiffusersLoraFile.Save(Path.Combine(dir, DiffusersLoraFile.FileName), lora), embeddings, messages,
                         $"wrote {outPath}: a diffusers LoRA of {taskRange} (rank {lora.Rank}); load it with pipe.load_lora_weights(\"{outPath}\")"),
                     ExportFormat.Peft => WriteFolderFormat(outPath, request.Overwrite, dir => PeftAdapter.Save(dir, lora, source.Path), embeddings, messages,
@@ -97,11 +97,11 @@ public static class RunExport
     }
 
     private static IReadOnlyList<string> WriteKohya(string outPath, StackedLora lora, ExportBaseModel model, RunManifest manifest, RunDirectory run,
-        string taskRange, IReadOnlyList<ConceptEmbedding> embeddings, bool overwrite, List<string> messages)
+        string taskRange, IReadOnlyList<ConceptEmbedding> embeddings, List<string> messages)
     {
         if (!outPath.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
             throw new InputException($"--out {outPath}: a kohya LoRA is one .safetensors file; name it NAME.safetensors");
-        _ = overwrite; // checked up front (RequireWritable); each file below replaces its target atomically
+        // Existing targets were refused up front (RequireWritable) unless --overwrite; each file below replaces its target atomically.
         string title = Path.GetFileNameWithoutExtension(outPath);
         string tokens = string.Join(", ", embeddings.Select(e => e.Token));
         string description = $"cdiff {manifest.Method} {taskRange} ({tokens}) of run {run.Root}";
