@@ -52,6 +52,6 @@ public class ExportCliTests : IDisposable
         Assert.True(viaMerged.ExitCode == 0, viaMerged.Stderr);
         var (a, _) = PngFile.Load(viaRun.Stdout.Trim());
         var (b, _) = PngFile.Load(viaMerged.Stdout.Trim());
-        Assert.True(a.equal(b).item<bool>(), "cdiff sample --model MERGED draws what cdiff sample --run draws");
+        Support.Fixture.AssertIdentical(a, b, "cdiff sample --model MERGED draws what cdiff sample --run draws");
     }
 }
