@@ -37,6 +37,7 @@ public static class CliApp
         root.Subcommands.Add(StatusCommand.Create(stdout));
         root.Subcommands.Add(TrainCommand.Create(stdout, stderr, () => Cancellation.Token));
         root.Subcommands.Add(SampleCommand.Create(stdout, stderr, () => Cancellation.Token));
+        root.Subcommands.Add(ExportCommand.Create(stdout));
         root.Subcommands.Add(BenchmarkCommand.Create(stdout, stderr, () => Cancellation.Token));
         root.Subcommands.Add(PretrainCommand.Create(stdout, stderr, () => Cancellation.Token));
         return root;

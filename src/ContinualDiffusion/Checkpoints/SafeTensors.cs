@@ -6,6 +6,10 @@ using static TorchSharp.torch;
 
 namespace ContinualDiffusion.Checkpoints;
 
+/// A tensor to write with SafeTensorsFile.Save: its name, dtype and shape (for the header, written first) and how
+/// to make it when its bytes are written. `DisposeAfterWrite`: the writer disposes what Produce returned.
+public sealed record SafeTensorEntry(string Name, ScalarType DType, long[] Shape, Func<Tensor> Produce, bool DisposeAfterWrite = true);
+
 /// One tensor's entry in a safetensors header.
 public sealed record SafeTensorInfo(string Name, string DType, long[] Shape, long Begin, long End)
 {
@@ -206,13 +210,26 @@ public sealed class SafeTensorsFile : IDisposable
             }
             metadata = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>()) { [ChecksumKey] = Convert.ToHexStringLower(sha.GetHashAndReset()) };
         }
+        var entries = names.Select(n => new SafeTensorEntry(n, tensors[n].dtype, tensors[n].shape, () => tensors[n], DisposeAfterWrite: false)).ToList();
+        Save(path, entries, metadata);
+    }
+
+    /// Writes tensors one at a time, atomically, without holding them all in memory: each entry's tensor is
+    /// produced when its bytes are written (and disposed then, unless the entry says otherwise), so a whole UNet can
+    /// be rewritten with the memory of its largest tensor. Entries are written sorted by name; a produced tensor
+    /// must have the entry's dtype and shape.
+    public static void Save(string path, IReadOnlyList<SafeTensorEntry> entries, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var sorted = entries.OrderBy(e => e.Name, StringComparer.Ordinal).ToList();
+        var duplicate = sorted.Zip(sorted.Skip(1)).FirstOrDefault(p => p.First.Name == p.Second.Name);
+        if (duplicate.First is not null) throw new ArgumentException($"tensor '{duplicate.First.Name}' appears twice", nameof(entries));
+        var header = new Dictionary<string, object>(StringComparer.Ordinal);
         if (metadata is { Count: > 0 }) header["__metadata__"] = metadata;
         long offset = 0;
-        foreach (var n in names)
+        foreach (var e in sorted)
         {
-            var t = tensors[n];
-            long bytes = t.numel() * t.ElementSize;
-            header[n] = new { dtype = ToDType(t.dtype), shape = t.shape, data_offsets = new[] { offset, offset + bytes } };
+            long bytes = e.Shape.Aggregate(1L, (a, b) => a * b) * ElementSize(e.DType);
+            header[e.Name] = new { dtype = ToDType(e.DType), shape = e.Shape, data_offsets = new[] { offset, offset + bytes } };
             offset += bytes;
         }
         var json = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(header));
@@ -227,13 +244,25 @@ public sealed class SafeTensorsFile : IDisposable
             BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)headerBytes.Length);
             stream.Write(len);
             stream.Write(headerBytes);
-            foreach (var n in names)
+            foreach (var e in sorted)
             {
                 using var scope = torch.NewDisposeScope(); // detach/cpu/contiguous each make a tensor
-                stream.Write(tensors[n].detach().cpu().contiguous().bytes);
+                var t = e.Produce();
+                try
+                {
+                    if (t.dtype != e.DType || !t.shape.SequenceEqual(e.Shape))
+                        throw new InvalidOperationException($"tensor '{e.Name}' was declared {e.DType} [{string.Join(", ", e.Shape)}] but is {t.dtype} [{string.Join(", ", t.shape)}]");
+                    stream.Write(t.detach().cpu().contiguous().bytes);
+                }
+                finally
+                {
+                    if (e.DisposeAfterWrite) t.Dispose();
+                }
             }
         });
     }
+
+    private static long ElementSize(ScalarType t) => DTypeSize(ToDType(t));
 
     public const string ChecksumKey = "data_sha256";
 

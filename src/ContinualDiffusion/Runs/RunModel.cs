@@ -86,17 +86,17 @@ public static class RunModel
         LoraInjector.BaseWeights(model.CrossAttentionKeyValueTargets());
 
     /// Adapters of tasks 1..count, validated as one sequence on this base model.
-    public static IReadOnlyList<AdapterSet> LoadAdapters(RunDirectory run, RunManifest manifest, StableDiffusion model, int count)
+    public static IReadOnlyList<AdapterSet> LoadAdapters(RunDirectory run, RunManifest manifest, StableDiffusion model, int count) =>
+        LoadAdapters(run, manifest, AdapterExpectation.ForWeights(BaseWeights(model)) with { TokenHiddenSize = model.TextEncoder.HiddenSize }, count);
+
+    /// Adapters of tasks 1..count, checked against the manifest's SHA-256s and validated as one sequence that fits
+    /// `expected` (its layers and token width; the base model hash is the manifest's) — without a loaded model.
+    public static IReadOnlyList<AdapterSet> LoadAdapters(RunDirectory run, RunManifest manifest, AdapterExpectation expected, int count)
     {
         var problems = run.VerifyIntegrity(manifest with { Tasks = [.. manifest.Tasks.Where(t => t.Task <= count)] });
         if (problems.Count > 0)
             throw new InputException($"{run.ManifestPath}: {problems[0]}{(problems.Count > 1 ? $" (and {problems.Count - 1} more problems)" : "")}; `cdiff status` lists them");
         var files = manifest.Tasks.OrderBy(t => t.Task).Take(count).Select(t => Path.Combine(run.Root, t.AdapterFile)).ToList();
-        var expected = AdapterExpectation.ForWeights(BaseWeights(model)) with
-        {
-            BaseModelHash = manifest.BaseModel.Hash,
-            TokenHiddenSize = model.TextEncoder.HiddenSize,
-        };
-        return AdapterFile.LoadSequence(files, expected);
+        return AdapterFile.LoadSequence(files, expected with { BaseModelHash = manifest.BaseModel.Hash });
     }
 }

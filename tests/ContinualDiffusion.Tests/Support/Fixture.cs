@@ -41,6 +41,13 @@ public static class Fixture
         return diff / scale;
     }
 
+    /// The same shape and bit-identical values (TorchSharp's `Tensor.equal` is elementwise, unlike torch.equal).
+    public static void AssertIdentical(Tensor actual, Tensor expected, string what = "")
+    {
+        Assert.True(actual.shape.SequenceEqual(expected.shape), $"{what}: shape [{string.Join(", ", actual.shape)}], expected [{string.Join(", ", expected.shape)}]");
+        Assert.True(actual.eq(expected).all().item<bool>(), $"{what}: values differ");
+    }
+
     public static void AssertClose(Tensor actual, Tensor expected, double relTol = ParityRelTol, string what = "")
     {
         double err = RelError(actual, expected);

@@ -1,0 +1,53 @@
+using System.CommandLine;
+using ContinualDiffusion.Interop.Export;
+
+namespace ContinualDiffusion.Cli.Commands;
+
+/// `cdiff export --run DIR --format kohya|diffusers|peft|merged --out PATH`: a run's tasks 1..t for other tools.
+internal static class ExportCommand
+{
+    public static Command Create(TextWriter stdout)
+    {
+        var run = CommonOptions.Run();
+        var format = new Option<string>("--format")
+        {
+            Description = "kohya (one LoRA .safetensors for A1111/Forge/ComfyUI + an embedding file per concept), diffusers (folder: pytorch_lora_weights.safetensors + learned_embeds), peft (folder: adapter_model.safetensors + adapter_config.json + learned_embeds), merged (a complete diffusers model folder).",
+            Required = true,
+        };
+        format.AcceptOnlyFromAmong([.. ExportFormats.Names]);
+        var output = new Option<string>("--out")
+        {
+            Description = "Where to write: NAME.safetensors for kohya (embeddings go beside it), a folder for the others. Refused if it exists, unless --overwrite.",
+            Required = true,
+            HelpName = "PATH",
+        };
+        var tasks = new Option<string?>("--tasks") { Description = "Which tasks: 1..t or t (default: every finished task).", HelpName = "1..t" };
+        var rank = new Option<int?>("--rank") { Description = "LoRA formats: the rank-N truncated SVD of each layer's summed delta instead of the exact concatenation of the tasks' factors (rank = the tasks' ranks added up); prints the relative reconstruction error." };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Replace an existing --out." };
+        var model = CommonOptions.Model("Where the run's base model (folder or single file) is now, if it was moved since training (its hash must match).");
+        var originalConfig = CommonOptions.OriginalConfig();
+        var predictionType = CommonOptions.PredictionType();
+
+        var cmd = new Command("export", "Write a run's learned concepts (tasks 1..t) as a kohya, diffusers or PEFT LoRA with embeddings, or as a merged diffusers model.")
+        {
+            run, format, output, tasks, rank, overwrite, model, originalConfig, predictionType,
+        };
+        cmd.SetAction(parse =>
+        {
+            var result = RunExport.Export(new ExportRequest
+            {
+                RunDir = parse.GetValue(run)!.FullName,
+                Format = ExportFormats.Parse(parse.GetValue(format)),
+                OutPath = Path.GetFullPath(parse.GetValue(output)!),
+                Tasks = parse.GetValue(tasks),
+                Rank = parse.GetValue(rank),
+                Overwrite = parse.GetValue(overwrite),
+                ModelOverride = CommonOptions.FullPath(parse.GetValue(model)),
+                SingleFileOverride = CommonOptions.SingleFile(parse, originalConfig, predictionType),
+            });
+            foreach (var line in result.Messages) stdout.WriteLine(line);
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+}

@@ -1,0 +1,58 @@
+namespace ContinualDiffusion.Interop.Export;
+
+/// Where an export writes, and the rules: an existing target is refused unless `--overwrite`; nothing is visible at
+/// the target until everything is written (a file: temp file + rename, Checkpoints/AtomicFile; a folder: written in a
+/// hidden temp folder next to it, then renamed into place, the old one moved aside first and deleted last).
+public static class ExportOutput
+{
+    /// Refuses (InputException, one line) when any of `targets` exists and `overwrite` is false.
+    public static void RequireWritable(IEnumerable<string> targets, bool overwrite)
+    {
+        foreach (var t in targets)
+        {
+            bool isFile = File.Exists(t), isDir = Directory.Exists(t);
+            if ((isFile || isDir) && !overwrite)
+                throw new InputException($"--out: {t} already exists; pass --overwrite to replace it");
+        }
+    }
+
+    /// Writes a folder at `path` as a whole: `write(tempDir)` fills a temp folder beside it, which then replaces `path`.
+    /// On any failure the temp folder is removed and `path` is as it was.
+    public static void WriteFolder(string path, bool overwrite, Action<string> write)
+    {
+        var full = Path.GetFullPath(path).TrimEnd(Path.DirectorySeparatorChar);
+        if (File.Exists(full)) throw new InputException($"--out: {full} is a file; this format writes a folder");
+        RequireWritable([full], overwrite);
+        var parent = Path.GetDirectoryName(full)!;
+        Directory.CreateDirectory(parent);
+        var name = Path.GetFileName(full);
+        var temp = Path.Combine(parent, $".{name}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        var aside = Path.Combine(parent, $".{name}.{Environment.ProcessId}.{Guid.NewGuid():N}.old");
+        Directory.CreateDirectory(temp);
+        try
+        {
+            write(temp);
+            bool replacing = Directory.Exists(full);
+            if (replacing) Directory.Move(full, aside);
+            try { Directory.Move(temp, full); }
+            catch
+            {
+                if (replacing) Directory.Move(aside, full);
+                throw;
+            }
+            if (replacing) TryDelete(aside);
+        }
+        catch
+        {
+            TryDelete(temp);
+            throw;
+        }
+    }
+
+    private static void TryDelete(string dir)
+    {
+        try { if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true); }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+    }
+}

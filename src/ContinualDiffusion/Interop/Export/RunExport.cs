@@ -1,0 +1,155 @@
+using System.Globalization;
+using ContinualDiffusion.Lora;
+using ContinualDiffusion.Runs;
+
+namespace ContinualDiffusion.Interop.Export;
+
+/// `cdiff export`: a run's tasks 1..t in another tool's format. Order of work, so that bad input costs nothing:
+/// manifest and `--tasks` (no tensor read), the output targets (refused if they exist, without `--overwrite`), the
+/// base model's identity (hash, as `sample --run` checks it) and configs, then the adapters (SHA-256 against the
+/// manifest, validated as one sequence against the layers the base model's UNet config has), then the writing.
+/// The LoRA formats never load the base model's weights.
+public static class RunExport
+{
+    public static ExportResult Export(ExportRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (request.Rank is { } r && !request.Format.IsLora())
+            throw new InputException($"--rank {r}: only the LoRA formats (kohya, diffusers, peft) take a rank; --format merged merges the exact deltas");
+        var run = new RunDirectory(request.RunDir);
+        var manifest = run.ReadManifest();
+        int last = TaskSelection.LastTask(request.Tasks, manifest.Tasks.Count);
+        var entries = manifest.Tasks.OrderBy(t => t.Task).Take(last).ToList();
+        var concepts = entries.Select(e => (e.Token, Stem: ConceptEmbedding.StemOf(e.Token))).ToList();
+        var outPath = Path.GetFullPath(request.OutPath);
+        ExportOutput.RequireWritable(Targets(request.Format, outPath, concepts.Select(c => c.Stem)), request.Overwrite);
+
+        using var source = RunModel.OpenBaseModel(manifest, request.ModelOverride, request.SingleFileOverride, run.ManifestPath);
+        if (request.Format == ExportFormat.Merged && source.Folder is null)
+            throw new InputException($"--format merged: the run's base model {source.Path} is a single file; merged export writes a diffusers folder and needs a diffusers-folder base model (export a LoRA with --format kohya instead)");
+        var model = ExportBaseModel.Of(source);
+        var layers = CrossAttentionLayers.KeyValue(model.Unet);
+        var expected = new AdapterExpectation(layers.ToDictionary(l => l.Name, l => l.Shape, StringComparer.Ordinal)) { TokenHiddenSize = model.TextHiddenSize };
+        var adapters = RunModel.LoadAdapters(run, manifest, expected, last);
+        try
+        {
+            var embeddings = adapters.Select(a => new ConceptEmbedding(a.Metadata.Task, a.Metadata.Token, a.TokenEmbedding)).ToList();
+            string taskRange = last == 1 ? "task 1" : $"tasks 1..{last}";
+            var messages = new List<string>();
+            if (request.Format == ExportFormat.Merged)
+            {
+                IReadOnlyList<(string Token, long Id)> ids = [];
+                ExportOutput.WriteFolder(outPath, request.Overwrite, dir => ids = MergedModelExport.Write(dir, source.Folder!, adapters, layers.Select(l => l.Name).ToList()));
+                messages.Add($"wrote {outPath}: the base model with {taskRange} merged ({manifest.Method}), a diffusers folder");
+                foreach (var (token, id) in ids)
+                    messages.Add($"{token}: write \"{token}\" in the prompt (token id {id}), e.g. cdiff sample --model {outPath} --prompt \"a photo of {token}\"");
+                return new ExportResult([outPath], messages);
+            }
+
+            using var exact = StackedLora.Concatenate(adapters, layers.Select(l => l.Name));
+            StackedLora? truncated = null;
+            try
+            {
+                var lora = exact;
+                if (request.Rank is { } rank)
+                {
+                    (truncated, var error) = exact.Truncate(rank);
+                    lora = truncated;
+                    messages.Add($"truncated the summed deltas (concatenated rank {exact.Rank}) by SVD to {error}");
+                }
+                var written = request.Format switch
+                {
+                    ExportFormat.Kohya => WriteKohya(outPath, lora, model, manifest, run, taskRange, embeddings, messages),
+                    ExportFormat.Diffusers => WriteFolderFormat(outPath, request.Overwrite, dir => DiffusersLoraFile.Save(Path.Combine(dir, DiffusersLoraFile.FileName), lora), embeddings, messages,
+                        $"wrote {outPath}: a diffusers LoRA of {taskRange} (rank {lora.Rank}); load it with pipe.load_lora_weights(\"{outPath}\")"),
+                    ExportFormat.Peft => WriteFolderFormat(outPath, request.Overwrite, dir => PeftAdapter.Save(dir, lora, source.Path), embeddings, messages,
+                        $"wrote {outPath}: a PEFT LoRA adapter for the UNet of {taskRange} (rank {lora.Rank}); load it with PeftModel.from_pretrained(pipe.unet, \"{outPath}\")"),
+                    _ => throw new ArgumentOutOfRangeException(nameof(request), request.Format, "unknown format"),
+                };
+                return new ExportResult(written, messages);
+            }
+            finally
+            {
+                truncated?.Dispose();
+            }
+        }
+        finally
+        {
+            foreach (var a in adapters) a.Dispose();
+        }
+    }
+
+    /// Every path the export will create, checked before anything is read: the kohya file and its embedding files
+    /// beside it, or the folder.
+    public static IReadOnlyList<string> Targets(ExportFormat format, string outPath, IEnumerable<string> stems)
+    {
+        if (format != ExportFormat.Kohya) return [outPath];
+        var dir = Path.GetDirectoryName(outPath)!;
+        var targets = new List<string> { outPath };
+        foreach (var stem in stems)
+        {
+            var embedding = Path.Combine(dir, stem + ".safetensors");
+            if (string.Equals(embedding, outPath, StringComparison.Ordinal))
+                throw new InputException($"--out {outPath}: that is the name of concept embedding file {stem}.safetensors; choose another file name");
+            targets.Add(embedding);
+        }
+        return targets;
+    }
+
+    private static IReadOnlyList<string> WriteKohya(string outPath, StackedLora lora, ExportBaseModel model, RunManifest manifest, RunDirectory run,
+        string taskRange, IReadOnlyList<ConceptEmbedding> embeddings, List<string> messages)
+    {
+        if (!outPath.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
+            throw new InputException($"--out {outPath}: a kohya LoRA is one .safetensors file; name it NAME.safetensors");
+        // Existing targets were refused up front (RequireWritable) unless --overwrite; each file below replaces its target atomically.
+        string title = Path.GetFileNameWithoutExtension(outPath);
+        string tokens = string.Join(", ", embeddings.Select(e => e.Token));
+        string description = $"cdiff {manifest.Method} {taskRange} ({tokens}) of run {run.Root}";
+        var extra = CdiffMetadata(manifest, taskRange, embeddings);
+        KohyaLoraFile.Save(outPath, lora, KohyaLoraFile.Metadata(model, lora.Rank, title, description, embeddings.Select(e => e.Stem), extra));
+        var written = new List<string> { outPath };
+        messages.Add($"wrote {outPath}: a kohya LoRA of {taskRange} (rank {lora.Rank}, alpha {lora.Rank}: scale 1), for {KohyaLoraFile.Architecture(model)}");
+        var dir = Path.GetDirectoryName(outPath)!;
+        foreach (var e in embeddings)
+        {
+            var path = EmbeddingFiles.A1111Path(dir, e);
+            var metadata = new Dictionary<string, string>(extra)
+            {
+                ["format"] = "pt",
+                ["modelspec.sai_model_spec"] = KohyaLoraFile.SaiModelSpecVersion,
+                ["modelspec.architecture"] = KohyaLoraFile.Architecture(model).Replace("/lora", "/textual-inversion", StringComparison.Ordinal),
+                ["modelspec.implementation"] = "https://github.com/Stability-AI/generative-models",
+                ["modelspec.title"] = e.Stem,
+                ["modelspec.trigger_phrase"] = e.Stem,
+                ["cdiff_token"] = e.Token,
+            };
+            EmbeddingFiles.WriteA1111(path, e, metadata);
+            written.Add(path);
+            messages.Add($"{e.Token}: write \"{e.Stem}\" in the prompt ({path}; A1111/Forge: put it in embeddings/ and the LoRA in models/Lora/, prompt \"a photo of {e.Stem} <lora:{title}:1>\"; ComfyUI: \"embedding:{e.Stem}\")");
+        }
+        return written;
+    }
+
+    private static IReadOnlyList<string> WriteFolderFormat(string outPath, bool overwrite, Action<string> writeLora, IReadOnlyList<ConceptEmbedding> embeddings,
+        List<string> messages, string summary)
+    {
+        ExportOutput.WriteFolder(outPath, overwrite, dir =>
+        {
+            writeLora(dir);
+            foreach (var e in embeddings) EmbeddingFiles.WriteDiffusers(EmbeddingFiles.DiffusersPath(dir, e), e);
+        });
+        messages.Add(summary);
+        foreach (var e in embeddings)
+            messages.Add($"{e.Token}: write \"{e.Token}\" in the prompt after pipe.load_textual_inversion(\"{Path.GetDirectoryName(EmbeddingFiles.DiffusersPath(outPath, e))}\")");
+        return [outPath];
+    }
+
+    private static Dictionary<string, string> CdiffMetadata(RunManifest manifest, string taskRange, IReadOnlyList<ConceptEmbedding> embeddings) => new(StringComparer.Ordinal)
+    {
+        ["cdiff_export"] = taskRange,
+        ["cdiff_tasks"] = embeddings.Count.ToString(CultureInfo.InvariantCulture),
+        ["cdiff_tokens"] = string.Join(",", embeddings.Select(e => e.Token)),
+        ["cdiff_method"] = manifest.Method,
+        ["cdiff_base_model_hash"] = manifest.BaseModel.Hash,
+    };
+}
