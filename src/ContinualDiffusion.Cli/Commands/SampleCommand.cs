@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Imaging;
+using ContinualDiffusion.Interop.Import;
 using ContinualDiffusion.Models;
 using ContinualDiffusion.Runs;
 using ContinualDiffusion.Runtime;
@@ -32,10 +33,14 @@ internal static class SampleCommand
         var width = new Option<int?>("--width") { Description = "Image width in pixels, a multiple of 8 (default: the model's native size)." };
         var latents = new Option<FileInfo?>("--latents") { Description = "A safetensors file with a tensor 'latents' (N, 4, H/f, W/f) as the initial noise (scaled by init_noise_sigma, as diffusers does)." };
         var output = new Option<DirectoryInfo>("--out") { Description = "Folder for the PNG files.", DefaultValueFactory = _ => new DirectoryInfo("samples") };
+        var loras = new Option<string[]>(LoraSpec.Option) { Description = "Another tool's LoRA (kohya lora_unet_/lora_te_ or diffusers unet./text_encoder. safetensors) merged into the model at SCALE (default 1); repeatable. With --run: on top of the run's concepts." };
+        var embeddings = new Option<string[]>(EmbeddingSpec.Option) { Description = "A textual-inversion embedding (A1111 emb_params or diffusers {token: vector} safetensors) typed as WORD (default: the file's stem, or its token); repeatable. An n-vector embedding's WORD stands for all n." };
+        var ignoreUnknown = new Option<bool>("--lora-ignore-unknown") { Description = "Skip keys of a --lora file that are not LoRA keys of this model (an error otherwise)." };
 
         var cmd = new Command("sample", "Generate images from a prompt with a base model or a run's learned concepts.")
         {
             model, originalConfig, predictionType, run, prompt, negative, steps, guidance, scheduler, seed, numImages, height, width, latents, output,
+            loras, embeddings, ignoreUnknown,
         };
         cmd.SetAction(parse =>
         {
@@ -44,12 +49,18 @@ internal static class SampleCommand
             var runDir = parse.GetValue(run);
             if (modelPath is null && runDir is null) runDir = DefaultRun(); // like train and status: ./cdiff-run
             long seedValue = parse.GetValue(seed) ?? Random.Shared.NextInt64(0, int.MaxValue);
+            // Checked before the model loads: files exist, are not pickles, SCALE is a number, WORD a word.
+            var loraSpecs = (parse.GetValue(loras) ?? []).Select(LoraSpec.Parse).ToList();
+            var embeddingSpecs = (parse.GetValue(embeddings) ?? []).Select(EmbeddingSpec.Parse).ToList();
 
             var clock = Stopwatch.StartNew();
             using var sd = runDir is not null
                 ? RunModel.LoadForSampling(new RunDirectory(runDir.FullName), modelPath, TorchEnvironment.DefaultDevice(), singleFile)
                 : StableDiffusion.Open(modelPath!, singleFile, TorchEnvironment.DefaultDevice());
             Log.Information("Loaded the model in {Seconds:F1} s", clock.Elapsed.TotalSeconds);
+            if (loraSpecs.Count > 0 || embeddingSpecs.Count > 0)
+                foreach (var line in ForeignAdditions.Apply(sd, loraSpecs, embeddingSpecs, parse.GetValue(ignoreUnknown)))
+                    Log.Information("{Addition}", line);
 
             using var initialLatents = parse.GetValue(latents) is { } lf ? ReadLatents(lf.FullName) : null;
             var request = new SampleRequest
@@ -83,6 +94,8 @@ internal static class SampleCommand
                 ["steps"] = request.Steps.ToString(), ["guidance"] = request.Guidance.ToString("R"), ["scheduler"] = schedulerName,
                 ["model"] = runDir?.FullName ?? modelPath!, ["software"] = "cdiff",
             };
+            if (loraSpecs.Count > 0) text["lora"] = string.Join("; ", loraSpecs);
+            if (embeddingSpecs.Count > 0) text["embedding"] = string.Join("; ", embeddingSpecs);
             for (int i = 0; i < request.NumImages; i++)
             {
                 var path = FreePath(outDir, $"{seedValue}-{i:D2}");

@@ -142,6 +142,21 @@ public sealed class StableDiffusion : IDisposable
         return id;
     }
 
+    /// Registers a textual-inversion embedding of n vectors [n, hidden] under `word` (ClipTokenizer.AddEmbeddingWord:
+    /// the tokens word, word_1, …, after every id in use) and writes each vector into its new row of the text encoder's
+    /// token embedding. Returns the ids. Concept tokens (AddConcept) must be added before.
+    public IReadOnlyList<long> AddEmbedding(string word, Tensor vectors)
+    {
+        ArgumentNullException.ThrowIfNull(vectors);
+        if (vectors.dim() != 2 || vectors.shape[1] != TextEncoder.HiddenSize)
+            throw new ArgumentException($"embedding vectors have shape [{string.Join(", ", vectors.shape)}], expected [n, {TextEncoder.HiddenSize}]", nameof(vectors));
+        var ids = Tokenizer.AddEmbeddingWord(word, (int)vectors.shape[0]);
+        if (TextEncoder.VocabSize <= ids[^1]) TextEncoder.ResizeTokenEmbeddings((int)ids[^1] + 1);
+        using var scope = torch.NewDisposeScope(); // the row views
+        for (int i = 0; i < ids.Count; i++) TextEncoder.SetTokenEmbedding(ids[i], vectors[i]);
+        return ids;
+    }
+
     /// Token ids (N, 77) for prompts, on the model's device.
     public Tensor Tokenize(IReadOnlyList<string> prompts, Action<string>? warn = null)
     {

@@ -23,6 +23,9 @@ public sealed class ClipTokenizer
     private readonly IReadOnlyDictionary<string, int> _vocab;
     private readonly Dictionary<string, long> _addedTokens;
     private readonly List<string> _conceptTokens = [];
+    private readonly Dictionary<string, long> _embeddingWords = new(StringComparer.OrdinalIgnoreCase); // plain words
+    private readonly Dictionary<long, long[]> _expansions = []; // first id of a multi-vector word → all its ids
+    private int _embeddingVectors;
     private AddedTokenSplitter _splitter;
 
     public long BosId { get; }
@@ -36,8 +39,8 @@ public sealed class ClipTokenizer
     /// concept token can get, and the text encoder's embedding row count before concepts are added.
     public int BaseVocabularySize { get; }
 
-    /// Ids in use including concept tokens: the embedding matrix needs this many rows.
-    public int VocabularySize => BaseVocabularySize + _conceptTokens.Count;
+    /// Ids in use including concept tokens and embedding words: the embedding matrix needs this many rows.
+    public int VocabularySize => BaseVocabularySize + _conceptTokens.Count + _embeddingVectors;
 
     /// Concept tokens in the order they were added (their ids are BaseVocabularySize + index).
     public IReadOnlyList<string> ConceptTokens => _conceptTokens;
@@ -76,6 +79,8 @@ public sealed class ClipTokenizer
             throw new ArgumentException($"concept token '{token}': expected a single bracketed word such as <v1>", nameof(token));
         if (_addedTokens.ContainsKey(token) || _vocab.ContainsKey(token))
             throw new ArgumentException($"concept token '{token}' is already in the tokenizer", nameof(token));
+        if (_embeddingVectors > 0) // keeps concept ids at BaseVocabularySize + index
+            throw new InvalidOperationException($"concept token '{token}': concept tokens are added before embedding words");
 
         long id = VocabularySize;
         _conceptTokens.Add(token);
@@ -83,6 +88,39 @@ public sealed class ClipTokenizer
         _splitter = new AddedTokenSplitter(_addedTokens);
         return id;
     }
+
+    /// Registers a textual-inversion embedding's word for `vectors` vectors and returns their ids (the next free ids,
+    /// in order). The vectors are the tokens `word`, `word_1`, …; `word` in a prompt becomes all of them (see
+    /// EmbeddingWords for the matching rules and the diffusers convention this follows). None of these names may be an
+    /// added token or embedding word already.
+    public IReadOnlyList<long> AddEmbeddingWord(string word, int vectors)
+    {
+        ArgumentNullException.ThrowIfNull(word);
+        ArgumentOutOfRangeException.ThrowIfLessThan(vectors, 1);
+        if (!EmbeddingWords.IsValid(word))
+            throw new ArgumentException($"embedding word '{word}': expected {EmbeddingWords.Rule}", nameof(word));
+        if (EmbeddingWordConflict(word, vectors) is { } taken)
+            throw new ArgumentException($"'{taken}' is already a token of this model", nameof(word));
+        var names = EmbeddingWords.VectorNames(word, vectors);
+        bool bracketed = EmbeddingWords.IsBracketed(word);
+
+        long first = VocabularySize;
+        var ids = new long[vectors];
+        for (int i = 0; i < vectors; i++)
+        {
+            ids[i] = first + i;
+            if (bracketed) _addedTokens[names[i]] = ids[i];
+            else _embeddingWords[names[i]] = ids[i];
+        }
+        if (vectors > 1) _expansions[first] = ids;
+        _embeddingVectors += vectors;
+        _splitter = new AddedTokenSplitter(_addedTokens, _embeddingWords);
+        return ids;
+    }
+
+    /// The first of `word`, `word_1`, … (for `vectors` vectors) that is already an added token or embedding word, or null.
+    public string? EmbeddingWordConflict(string word, int vectors) =>
+        EmbeddingWords.VectorNames(word, vectors).FirstOrDefault(n => _addedTokens.ContainsKey(n) || _embeddingWords.ContainsKey(n));
 
     public bool TryGetConceptTokenId(string token, out long id)
     {
@@ -111,7 +149,11 @@ public sealed class ClipTokenizer
         var ids = new List<long>();
         foreach (var piece in _splitter.Split(prompt))
         {
-            if (piece.AddedTokenId is long id) ids.Add(id);
+            if (piece.AddedTokenId is long id)
+            {
+                if (_expansions.TryGetValue(id, out var all)) ids.AddRange(all);
+                else ids.Add(id);
+            }
             else foreach (int t in _bpe.EncodeToIds(piece.Text)) ids.Add(t);
         }
         return ids;
@@ -124,7 +166,11 @@ public sealed class ClipTokenizer
         var tokens = new List<string>();
         foreach (var piece in _splitter.Split(prompt))
         {
-            if (piece.AddedTokenId is not null) tokens.Add(piece.Text);
+            if (piece.AddedTokenId is long id)
+            {
+                tokens.Add(piece.Text);
+                if (_expansions.TryGetValue(id, out var all)) for (int i = 1; i < all.Length; i++) tokens.Add($"{piece.Text}_{i}");
+            }
             else tokens.AddRange(_bpe.EncodeToTokens(piece.Text, out _).Select(t => t.Value));
         }
         return tokens;
