@@ -48,8 +48,11 @@ public static class LoraKeys
     private static readonly (string Marker, string Kind)[] Unsupported =
     [
         (".hada_", "LoHa"), (".lokr_", "LoKr"), (".lora_mid.", "Tucker LoCon (lora_mid)"), (".dora_scale", "DoRA"),
-        (".oft_", "OFT"), (".diff_b", "full-weight diff"), (".diff", "full-weight diff"),
+        (".oft_", "OFT"),
     ];
+
+    /// Key endings of LyCORIS full-weight differences.
+    private static readonly (string Suffix, string Kind)[] UnsupportedEndings = [(".diff", "full-weight diff"), (".diff_b", "full-weight bias diff")];
 
     public static LoraKeyPlan Parse(string file, IReadOnlyDictionary<string, long[]> keyShapes, LoraTargets targets)
     {
@@ -59,11 +62,12 @@ public static class LoraKeys
         if (keys.Count == 0) throw new InputException($"{file}: holds no tensors, expected LoRA factors");
         foreach (var key in keys)
         {
-            foreach (var (marker, kind) in Unsupported)
-                if (key.Contains(marker, StringComparison.Ordinal))
-                    throw new InputException($"{file}: a LyCORIS {kind} file (key '{key}'); cdiff applies plain LoRA (lora_down/lora_up, LoCon included) only");
+            var kind = Unsupported.FirstOrDefault(u => key.Contains(u.Marker, StringComparison.Ordinal)).Kind
+                       ?? UnsupportedEndings.FirstOrDefault(u => key.EndsWith(u.Suffix, StringComparison.Ordinal)).Kind;
+            if (kind is not null)
+                throw new InputException($"{file}: a LyCORIS {kind} file (key '{key}'); cdiff applies plain LoRA (lora_down/lora_up, LoCon included) only");
             if (key.StartsWith("lora_te1_", StringComparison.Ordinal) || key.StartsWith("lora_te2_", StringComparison.Ordinal) || key.StartsWith("text_encoder_2.", StringComparison.Ordinal))
-                throw new InputException($"{file}: an SDXL LoRA (key '{key}' is for SDXL's second text encoder layout); cdiff runs SD 1.x/2.x");
+                throw new InputException($"{file}: an SDXL LoRA (key '{key}' names one of SDXL's two text encoders); cdiff runs SD 1.x/2.x");
         }
         var format = LoraFileFormats.Detect(keys) ?? throw new InputException(NotALora(file, keys));
 
