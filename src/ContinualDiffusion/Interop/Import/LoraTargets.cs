@@ -52,6 +52,7 @@ public sealed class LoraTargets
     public static LoraTargets Of(Models.StableDiffusion model)
     {
         ArgumentNullException.ThrowIfNull(model);
+        using var scope = TorchSharp.torch.NewDisposeScope(); // any wrappers the module enumeration makes
         return new LoraTargets(
             Weights(model.Unet).ToDictionary(w => w.Key, w => w.Value.shape, StringComparer.Ordinal),
             Weights(model.TextEncoder).ToDictionary(w => w.Key, w => w.Value.shape, StringComparer.Ordinal));
