@@ -13,8 +13,29 @@ public static class ExportOutput
             bool isFile = File.Exists(t), isDir = Directory.Exists(t);
             if ((isFile || isDir) && !overwrite)
                 throw new InputException($"--out: {t} already exists; pass --overwrite to replace it");
+            if (isDir && Directory.EnumerateFileSystemEntries(t).Any() && !ExportMarkers.Any(m => File.Exists(Path.Combine(t, m))))
+                throw new InputException($"--out {t}: exists and is not an earlier export (it has none of {string.Join(", ", ExportMarkers)}); --overwrite replaces only an export, so choose another folder");
         }
     }
+
+    /// Refuses an `--out` that is, or contains, a folder an export must never replace or delete (the run, the base
+    /// model, the current folder): `--overwrite` moves an existing folder aside and deletes it.
+    public static void RequireNotProtected(string outPath, IEnumerable<(string Path, string What)> protectedFolders)
+    {
+        var target = Normal(outPath);
+        foreach (var (path, what) in protectedFolders)
+        {
+            var folder = Normal(path);
+            if (folder == target || folder.StartsWith(target + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+                throw new InputException($"--out {outPath}: {(folder == target ? "is" : "contains")} {what} ({path}); choose another folder");
+        }
+    }
+
+    /// Files that mark a folder as an earlier export (diffusers LoRA, PEFT adapter, merged diffusers model): the only
+    /// non-empty folders `--overwrite` replaces.
+    private static readonly string[] ExportMarkers = ["pytorch_lora_weights.safetensors", "adapter_config.json", "model_index.json"];
+
+    private static string Normal(string path) => Path.GetFullPath(path).TrimEnd(Path.DirectorySeparatorChar);
 
     /// Writes a folder at `path` as a whole: `write(tempDir)` fills a temp folder beside it, which then replaces `path`.
     /// On any failure the temp folder is removed and `path` is as it was.

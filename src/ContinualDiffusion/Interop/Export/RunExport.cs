@@ -22,9 +22,11 @@ public static class RunExport
         var entries = manifest.Tasks.OrderBy(t => t.Task).Take(last).ToList();
         var concepts = entries.Select(e => (e.Token, Stem: ConceptEmbedding.StemOf(e.Token))).ToList();
         var outPath = Path.GetFullPath(request.OutPath);
+        ExportOutput.RequireNotProtected(outPath, [(run.Root, "the run"), (Environment.CurrentDirectory, "the current folder")]);
         ExportOutput.RequireWritable(Targets(request.Format, outPath, concepts.Select(c => c.Stem)), request.Overwrite);
 
         using var source = RunModel.OpenBaseModel(manifest, request.ModelOverride, request.SingleFileOverride, run.ManifestPath);
+        ExportOutput.RequireNotProtected(outPath, [(source.Path, "the base model")]);
         if (request.Format == ExportFormat.Merged && source.Folder is null)
             throw new InputException($"--format merged: the run's base model {source.Path} is a single file; merged export writes a diffusers folder and needs a diffusers-folder base model (export a LoRA with --format kohya instead)");
         var model = ExportBaseModel.Of(source);
@@ -84,6 +86,10 @@ public static class RunExport
     public static IReadOnlyList<string> Targets(ExportFormat format, string outPath, IEnumerable<string> stems)
     {
         if (format != ExportFormat.Kohya) return [outPath];
+        if (!outPath.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
+            throw new InputException($"--out {outPath}: a kohya LoRA is one .safetensors file; name it NAME.safetensors");
+        if (Directory.Exists(outPath))
+            throw new InputException($"--out {outPath}: is a folder; a kohya LoRA is one .safetensors file");
         var dir = Path.GetDirectoryName(outPath)!;
         var targets = new List<string> { outPath };
         foreach (var stem in stems)

@@ -34,6 +34,11 @@ public sealed class ForeignLora : IDisposable
         var file = SafeTensorsFile.Open(spec.Path);
         try
         {
+            // Newer diffusers writes the LoRA's own LoraConfig (lora_alpha, r, rank/alpha patterns, rsLoRA, DoRA) into the
+            // header and scales by it (diffusers loaders/lora_base.py, _create_lora_config); merging such a file at
+            // scale alpha/rank from its shapes could be the wrong strength, so it is refused until that is read.
+            if (file.Metadata.ContainsKey("lora_adapter_metadata"))
+                throw new InputException($"{spec.Path}: carries its own LoRA config in the header (diffusers 'lora_adapter_metadata': lora_alpha, rsLoRA, DoRA), which cdiff does not read yet; convert it to the kohya form");
             var plan = LoraKeys.Parse(spec.Path, file.Tensors.ToDictionary(t => t.Key, t => t.Value.Shape, StringComparer.Ordinal), targets);
             if (plan.UnknownKeys.Count > 0 && !ignoreUnknown)
                 throw new InputException(LoraKeys.UnknownKeysMessage(spec.Path, plan.UnknownKeys));

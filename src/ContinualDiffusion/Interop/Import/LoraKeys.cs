@@ -49,6 +49,7 @@ public static class LoraKeys
     [
         (".hada_", "LoHa"), (".lokr_", "LoKr"), (".lora_mid.", "Tucker LoCon (lora_mid)"), (".dora_scale", "DoRA"),
         (".oft_", "OFT"),
+        (".lora_magnitude_vector", "DoRA (PEFT)"), (".lora_B.bias", "LoRA with a bias (PEFT lora_bias)"),
     ];
 
     /// Key endings of LyCORIS full-weight differences.
@@ -119,6 +120,8 @@ public static class LoraKeys
             throw new InputException($"{file}: key '{upKey}' is {Dims(up)}, a {up[2]}×{up[3]} up kernel; kohya LoRA/LoCon up factors are 1×1");
         if (down[0] != up[1])
             throw new InputException($"{file}: module {name} has rank {down[0]} in '{downKey}' {Dims(down)} but {up[1]} in '{upKey}' {Dims(up)}");
+        if (down[0] < 1)
+            throw new InputException($"{file}: module {name} has rank {down[0]} ('{downKey}' {Dims(down)}); expected at least 1");
         if (alphaKey is not null && shapes[alphaKey].Aggregate(1L, (a, b) => a * b) != 1)
             throw new InputException($"{file}: key '{alphaKey}' is {Dims(shapes[alphaKey])}, expected one number");
         long[] delta = conv ? [up[0], down[1], down[2], down[3]] : [up[0], down[1]];

@@ -37,15 +37,21 @@ public class ExportRefusalTests : IDisposable
     [InlineData("export --run RUN --format peft --out OUT/existing-dir", "already exists; pass --overwrite")]
     [InlineData("export --run RUN --format merged --out OUT/m --rank 4", "only the LoRA formats")]
     [InlineData("export --run OUT/no-run --format kohya --out OUT/x.safetensors", "not a cdiff run directory")]
+    [InlineData("export --run RUN --format peft --out RUN --overwrite", "is the run")]
+    [InlineData("export --run RUN --format merged --out DIR --overwrite", "contains the run")]
+    [InlineData("export --run RUN --format diffusers --out OUT/mine --overwrite", "is not an earlier export")]
+    [InlineData("export --run RUN --format kohya --out OUT/existing-dir", "a kohya LoRA is one .safetensors file")]
     public void Bad_input_is_one_line_on_stderr_with_exit_code_2_and_nothing_is_written(string commandLine, string expected)
     {
         WriteRun();
         var outDir = Path.Combine(_dir, "out");
         Directory.CreateDirectory(Path.Combine(outDir, "existing-dir"));
+        Directory.CreateDirectory(Path.Combine(outDir, "mine"));
+        File.WriteAllText(Path.Combine(outDir, "mine", "notes.txt"), "mine");
         File.WriteAllText(Path.Combine(outDir, "existing.safetensors"), "mine");
         var before = Directory.EnumerateFileSystemEntries(_dir, "*", SearchOption.AllDirectories).Order().ToList();
 
-        var args = commandLine.Split(' ').Select(a => a.Replace("RUN", RunDir).Replace("OUT", outDir)).ToArray();
+        var args = commandLine.Split(' ').Select(a => a == "DIR" ? _dir : a.Replace("RUN", RunDir).Replace("OUT", outDir)).ToArray();
         var r = CliRunner.Run(args);
 
         Assert.Equal(2, r.ExitCode);

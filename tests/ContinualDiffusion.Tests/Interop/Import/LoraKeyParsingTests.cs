@@ -122,6 +122,7 @@ public class LoraKeyParsingTests
     [InlineData("lora_unet_down_blocks_0_resnets_0_conv1.lokr_w1", "LoKr")]
     [InlineData("lora_unet_down_blocks_0_resnets_0_conv1.lora_mid.weight", "lora_mid")]
     [InlineData("lora_unet_down_blocks_0_resnets_0_conv1.dora_scale", "DoRA")]
+    [InlineData("lora_unet_down_blocks_0_resnets_0_conv1.lora_magnitude_vector", "DoRA (PEFT)")]
     public void LyCORIS_keys_are_refused_with_their_kind(string key, string kind)
     {
         var keys = Merge(Kohya("lora_unet_down_blocks_0_resnets_0_conv1", [8, 320, 3, 3], [320, 8, 1, 1]), new() { [key] = [8] });
@@ -139,6 +140,35 @@ public class LoraKeyParsingTests
         Assert.Contains("adapter_config.json", Assert.Throws<InputException>(() => LoraKeys.Parse(F, peft, Sd15)).Message);
         var model = new Dictionary<string, long[]> { ["model.diffusion_model.input_blocks.0.0.weight"] = [320, 4, 3, 3] };
         Assert.Contains("not a kohya", Assert.Throws<InputException>(() => LoraKeys.Parse(F, model, Sd15)).Message);
+    }
+
+    [Fact]
+    public void A_file_with_its_own_diffusers_lora_config_is_refused_rather_than_merged_at_a_guessed_scale()
+    {
+        // A header-only safetensors file (hand-written bytes: no tensor math) with diffusers' lora_adapter_metadata.
+        var path = Path.Combine(Path.GetTempPath(), $"cdiff-lora-meta-{Guid.NewGuid():N}.safetensors");
+        var header = "{\"__metadata__\":{\"lora_adapter_metadata\":\"{\\\"lora_alpha\\\": 8, \\\"r\\\": 4}\"},"
+            + $"\"unet.{ToK}.lora_A.weight\":{{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}}}";
+        var headerBytes = System.Text.Encoding.UTF8.GetBytes(header);
+        using (var f = File.Create(path))
+        {
+            f.Write(BitConverter.GetBytes((ulong)headerBytes.Length));
+            f.Write(headerBytes);
+            f.Write(new byte[4]);
+        }
+        try
+        {
+            var e = Assert.Throws<InputException>(() => ForeignLora.Open(new LoraSpec(path, 1), Sd15, ignoreUnknown: true));
+            Assert.Contains("lora_adapter_metadata", e.Message);
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
+    public void A_rank_zero_module_is_refused_instead_of_dividing_by_zero()
+    {
+        var zero = Kohya("lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k", [0, 768], [320, 0]);
+        Assert.Contains("expected at least 1", Assert.Throws<InputException>(() => LoraKeys.Parse(F, zero, Sd15)).Message);
     }
 
     [Fact]
