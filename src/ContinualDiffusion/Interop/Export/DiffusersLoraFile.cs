@@ -17,33 +17,53 @@ public static class DiffusersLoraFile
     public const string DownSuffix = ".lora.down.weight";
     public const string UpSuffix = ".lora.up.weight";
 
-    public static void Save(string path, StackedLora lora)
-    {
-        ArgumentNullException.ThrowIfNull(lora);
-        var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        foreach (var layer in lora.Layers)
-        {
-            tensors[UnetPrefix + layer.Name + DownSuffix] = layer.Down;
-            tensors[UnetPrefix + layer.Name + UpSuffix] = layer.Up;
-        }
-        SafeTensorsFile.Save(path, tensors, new Dictionary<string, string> { ["format"] = "pt" });
-    }
+    /// The key form: `unet.<module>` + down / up suffix.
+    public static readonly LoraKeyForm Keys = new(UnetPrefix, DownSuffix, UpSuffix);
+
+    public static void Save(string path, StackedLora lora) => Keys.Save(path, lora);
 
     /// Reads the file back as delta = up·down per module path (float64, owned by the caller).
     public static Dictionary<string, Tensor> ReadDeltas(string path)
     {
         using var file = SafeTensorsFile.Open(path);
+        return Keys.ReadDeltas(file);
+    }
+}
+
+/// One LoRA file's key form, `<prefix><module><down suffix>` and `<prefix><module><up suffix>`: the diffusers and PEFT
+/// writers share writing the pairs and reading them back (the writers' tests and round trips).
+public sealed record LoraKeyForm(string Prefix, string DownSuffix, string UpSuffix)
+{
+    public string Down(string module) => Prefix + module + DownSuffix;
+    public string Up(string module) => Prefix + module + UpSuffix;
+
+    /// Writes every layer's down and up factor under this form.
+    public void Save(string path, StackedLora lora)
+    {
+        ArgumentNullException.ThrowIfNull(lora);
+        var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var layer in lora.Layers)
+        {
+            tensors[Down(layer.Name)] = layer.Down;
+            tensors[Up(layer.Name)] = layer.Up;
+        }
+        SafeTensorsFile.Save(path, tensors, new Dictionary<string, string> { ["format"] = "pt" });
+    }
+
+    /// up·down per module (float64, owned by the caller); a key of another form is an error naming it.
+    public Dictionary<string, Tensor> ReadDeltas(SafeTensorsFile file)
+    {
         var modules = new SortedSet<string>(StringComparer.Ordinal);
         foreach (var key in file.Tensors.Keys)
         {
-            string? module = !key.StartsWith(UnetPrefix, StringComparison.Ordinal) ? null
-                : key.EndsWith(DownSuffix, StringComparison.Ordinal) ? key[UnetPrefix.Length..^DownSuffix.Length]
-                : key.EndsWith(UpSuffix, StringComparison.Ordinal) ? key[UnetPrefix.Length..^UpSuffix.Length]
+            string? module = !key.StartsWith(Prefix, StringComparison.Ordinal) ? null
+                : key.EndsWith(DownSuffix, StringComparison.Ordinal) ? key[Prefix.Length..^DownSuffix.Length]
+                : key.EndsWith(UpSuffix, StringComparison.Ordinal) ? key[Prefix.Length..^UpSuffix.Length]
                 : null;
-            if (module is null) throw new InputException($"{path}: key '{key}' is not 'unet.<module>.lora.down.weight' or '.lora.up.weight'");
+            if (module is null) throw new InputException($"{file.Path}: key '{key}' is not '{Prefix}<module>{DownSuffix}' or '{UpSuffix}'");
             modules.Add(module);
         }
-        return LoraPairs.Deltas(file, modules, m => UnetPrefix + m + UpSuffix, m => UnetPrefix + m + DownSuffix);
+        return LoraPairs.Deltas(file, modules, Up, Down);
     }
 }
 

@@ -21,16 +21,13 @@ public static class PeftAdapter
     public const string ASuffix = ".lora_A.weight";
     public const string BSuffix = ".lora_B.weight";
 
+    /// The key form: `base_model.model.<module>` + lora_A (down) / lora_B (up).
+    public static readonly LoraKeyForm Keys = new(Prefix, ASuffix, BSuffix);
+
     public static void Save(string dir, StackedLora lora, string baseModelPath)
     {
         ArgumentNullException.ThrowIfNull(lora);
-        var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        foreach (var layer in lora.Layers)
-        {
-            tensors[Prefix + layer.Name + ASuffix] = layer.Down;
-            tensors[Prefix + layer.Name + BSuffix] = layer.Up;
-        }
-        SafeTensorsFile.Save(Path.Combine(dir, WeightsFileName), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        Keys.Save(Path.Combine(dir, WeightsFileName), lora);
         AtomicFile.WriteAllText(Path.Combine(dir, ConfigFileName), Config(lora.Rank, lora.Layers.Select(l => l.Name), baseModelPath));
     }
 
@@ -74,17 +71,7 @@ public static class PeftAdapter
         using var doc = JsonDocument.Parse(File.ReadAllText(configPath));
         double scale = doc.RootElement.GetProperty("lora_alpha").GetDouble() / doc.RootElement.GetProperty("r").GetDouble();
         using var file = SafeTensorsFile.Open(Path.Combine(dir, WeightsFileName));
-        var modules = new SortedSet<string>(StringComparer.Ordinal);
-        foreach (var key in file.Tensors.Keys)
-        {
-            string? module = !key.StartsWith(Prefix, StringComparison.Ordinal) ? null
-                : key.EndsWith(ASuffix, StringComparison.Ordinal) ? key[Prefix.Length..^ASuffix.Length]
-                : key.EndsWith(BSuffix, StringComparison.Ordinal) ? key[Prefix.Length..^BSuffix.Length]
-                : null;
-            if (module is null) throw new InputException($"{file.Path}: key '{key}' is not 'base_model.model.<module>.lora_A.weight' or '.lora_B.weight'");
-            modules.Add(module);
-        }
-        var deltas = LoraPairs.Deltas(file, modules, m => Prefix + m + BSuffix, m => Prefix + m + ASuffix);
+        var deltas = Keys.ReadDeltas(file);
         if (scale != 1)
             foreach (var d in deltas.Values) Runtime.OwnedScalars.MultiplyInPlace(d, scale);
         return deltas;
