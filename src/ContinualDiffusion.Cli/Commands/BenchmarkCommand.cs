@@ -33,6 +33,7 @@ internal static class BenchmarkCommand
         var samples = new Option<int>("--samples") { Description = "Images generated and scored per concept after every task (and per base class).", DefaultValueFactory = _ => 100 };
         var sampleSteps = new Option<int>("--sample-steps") { Description = "Denoising steps per sample.", DefaultValueFactory = _ => 25 };
         var guidance = new Option<double>("--guidance") { Description = "Classifier-free guidance scale.", DefaultValueFactory = _ => 7.5 };
+        var guidanceRescale = new Option<double>("--guidance-rescale") { Description = "Guidance rescale φ from 0 to 1 (Lin et al. 2024, diffusers' guidance_rescale): pulls over-exposed samples at high guidance back; 0 = off.", DefaultValueFactory = _ => 0 };
         var sampleBatch = new Option<int>("--sample-batch") { Description = "Images generated per batch.", DefaultValueFactory = _ => 50 };
         var keepRuns = new Option<bool>("--keep-runs") { Description = "Keep the first seed's continual runs as <out>/run-<method> (usable with cdiff sample --run and status)." };
         var noBase = new Option<bool>("--no-base-classes") { Description = "Do not score the base model's own class prompts before and after." };
@@ -44,7 +45,7 @@ internal static class BenchmarkCommand
 
         var cmd = new Command("benchmark", "Continual-customization benchmark: learn fine-grained Fashion-MNIST classes one task after another and score forgetting.")
         {
-            model, originalConfig, predictionType, output, methods, lambdas, seeds, tasks, imagesPerConcept, config, trainSteps, rank, lr, tokenLr, lambda, samples, sampleSteps, guidance, sampleBatch,
+            model, originalConfig, predictionType, output, methods, lambdas, seeds, tasks, imagesPerConcept, config, trainSteps, rank, lr, tokenLr, lambda, samples, sampleSteps, guidance, guidanceRescale, sampleBatch,
             keepRuns, noBase, basePrompt, conceptPrompt, classifier, classifierEpochs, dataDir,
         };
         cmd.SetAction(parse =>
@@ -71,6 +72,7 @@ internal static class BenchmarkCommand
                 Samples = parse.GetValue(samples),
                 SampleSteps = parse.GetValue(sampleSteps),
                 Guidance = parse.GetValue(guidance),
+                GuidanceRescale = parse.GetValue(guidanceRescale),
                 SampleBatch = parse.GetValue(sampleBatch),
                 ScoreBaseClasses = !parse.GetValue(noBase),
                 KeepRuns = parse.GetValue(keepRuns),

@@ -35,6 +35,8 @@ public sealed record BenchmarkOptions
     public int SampleSteps { get; init; } = 25;
     /// 7.5: the shipped base model's coarse prompts are recognised in 93% of samples at 7.5, 87% at 4.
     public double Guidance { get; init; } = 7.5;
+    /// Lin et al.'s guidance rescale φ (0 = plain classifier-free guidance).
+    public double GuidanceRescale { get; init; }
     public int SampleBatch { get; init; } = 50;
     /// Keep the first seed's continual run directories as <out>/run-<method> (the demo hands one to the user).
     public bool KeepRuns { get; init; }
@@ -70,6 +72,7 @@ public sealed record BenchmarkOptions
         Require(Samples >= 2, $"--samples: {Samples} must be >= 2 (MMD needs two samples)");
         Require(SampleSteps >= 1, $"--sample-steps: {SampleSteps} must be >= 1");
         Require(double.IsFinite(Guidance) && Guidance >= 0, $"--guidance: {Guidance.ToString(CultureInfo.InvariantCulture)} must be a number >= 0");
+        Require(GuidanceRescale is >= 0 and <= 1, $"--guidance-rescale: {GuidanceRescale.ToString(CultureInfo.InvariantCulture)} must be a number from 0 to 1");
         Require(SampleBatch >= 1, $"--sample-batch: {SampleBatch} must be >= 1");
         Require(BasePromptTemplate.Contains("{}"), "--base-prompt: the template must contain {} (replaced by the class name)");
         Require(ConceptPromptTemplate.Contains("{}"), "--concept-prompt: the template must contain {} (replaced by the concept token)");

@@ -48,7 +48,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
         var runs = new List<MethodRun>();
         foreach (var seed in _o.Seeds)
         {
-            var sampling = new PromptClassAccuracy.Settings(_o.Samples, _o.SampleSteps, _o.Guidance, Seed: 1234 + 1_000_003L * seed, Batch: _o.SampleBatch);
+            var sampling = new PromptClassAccuracy.Settings(_o.Samples, _o.SampleSteps, _o.Guidance, Seed: 1234 + 1_000_003L * seed, Batch: _o.SampleBatch, GuidanceRescale: _o.GuidanceRescale);
             using var scorer = new ConceptScorer(classifier, test, sampling);
             Dictionary<string, double>? baseBefore = null;
             foreach (var spec in specs)
@@ -126,9 +126,11 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
                 foreach (int i in concepts)
                 {
                     string token = Text.ConceptTokens.Name(spec.Continual ? i + 1 : 1);
-                    var score = scorer.Score(model, new PromptTarget(FashionConcepts.Labels[i], _o.ConceptPromptTemplate.Replace("{}", token)), cancel);
+                    var target = new PromptTarget(FashionConcepts.Labels[i], _o.ConceptPromptTemplate.Replace("{}", token));
+                    var score = scorer.Score(model, target, cancel);
                     (r[t][i], mmd[t][i], kid[t][i], grid[t, i]) = (score.Accuracy, score.Mmd, score.Kid, score.GridSamples);
-                    _progress.Info($"{name}: after task {t + 1}, {FashionConcepts.ConceptName(i + 1)}: accuracy {score.Accuracy:P0}, MMD² {score.Mmd:F4}, KID {score.Kid:F4}");
+                    string others = score.OtherClasses(target.AcceptedLabels);
+                    _progress.Info($"{name}: after task {t + 1}, {FashionConcepts.ConceptName(i + 1)}: accuracy {score.Accuracy:P0}, MMD² {score.Mmd:F4}, KID {score.Kid:F4}{(others.Length > 0 ? "; " + others : "")}");
                 }
                 if (spec.Continual && t == tasks - 1 && baseBefore is not null)
                     baseAfter = ScoreBaseClasses(model, scorer, $"{name}: after the last task", cancel);
@@ -290,7 +292,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
     private string Fingerprint(string modelHash, double classifierAccuracy) => JsonSerializer.Serialize(new
     {
         modelHash, classifier = Path.GetFullPath(_o.ClassifierPath), classifierAccuracy, _o.Tasks, _o.ImagesPerConcept, _o.Samples,
-        _o.SampleSteps, _o.Guidance, _o.SampleBatch, _o.ScoreBaseClasses, _o.BasePromptTemplate, _o.ConceptPromptTemplate, _o.DataDir,
+        _o.SampleSteps, _o.Guidance, _o.GuidanceRescale, _o.SampleBatch, _o.ScoreBaseClasses, _o.BasePromptTemplate, _o.ConceptPromptTemplate, _o.DataDir,
         protocol = "fine-grained v1", // FashionProtocol: concept pools, coarse base prompts, KID
         training = Configuration.JsonConfig.Serialize(_o.Training),
     });
@@ -308,7 +310,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
             ["λ sweep"] = _o.Lambdas.Count == 0 ? "none" : string.Join(", ", _o.Lambdas.Select(ReportFormat.Lambda)),
             ["seeds"] = string.Join(", ", _o.Seeds),
             ["samples per concept"] = _o.Samples.ToString(inv),
-            ["sampling"] = $"{_o.SampleSteps} DDIM steps, guidance {_o.Guidance.ToString(inv)}, prompt \"{_o.ConceptPromptTemplate.Replace("{}", "<vi>")}\"",
+            ["sampling"] = $"{_o.SampleSteps} DDIM steps, guidance {_o.Guidance.ToString(inv)}{(_o.GuidanceRescale > 0 ? $" rescaled by {_o.GuidanceRescale.ToString(inv)}" : "")}, prompt \"{_o.ConceptPromptTemplate.Replace("{}", "<vi>")}\"",
             ["base-model prompts"] = _o.ScoreBaseClasses ? $"{string.Join(", ", FashionConcepts.BasePrompts(_o.BasePromptTemplate).Select(p => $"\"{p.Prompt}\""))}; a sample counts when its class belongs to the prompt's group" : "not scored",
             ["scoring classifier"] = $"{Path.GetFileName(_o.ClassifierPath)}, test accuracy {ReportFormat.Percent(classifierAccuracy)} (10 classes)",
             ["MMD² / KID"] = "MMD²: Gaussian kernel, median-distance bandwidth; KID: unbiased, cubic polynomial kernel; both on classifier features (128-d), vs up to 500 real test images of the class",

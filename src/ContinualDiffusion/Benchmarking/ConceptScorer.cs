@@ -8,10 +8,21 @@ namespace ContinualDiffusion.Benchmarking;
 
 /// One prompt's score: the fraction of its samples classified as a class the prompt accepts, the MMD² and KID
 /// between the samples and real test images of those classes in the classifier's feature space, and a few samples
-/// kept for the grid.
-public sealed record ConceptScore(double Accuracy, double Mmd, double Kid, Tensor GridSamples) : IDisposable
+/// kept for the grid. `Predicted`: how many samples the classifier put in each class (what a failed concept is
+/// drawn as instead).
+public sealed record ConceptScore(double Accuracy, double Mmd, double Kid, Tensor GridSamples, IReadOnlyDictionary<int, int> Predicted) : IDisposable
 {
     public void Dispose() => GridSamples.Dispose();
+
+    /// The classes other than the accepted ones that take at least 10% of the samples, largest first, e.g.
+    /// "drawn as coat 30%, shirt 12%"; empty when there are none.
+    public string OtherClasses(IReadOnlyList<int> accepted)
+    {
+        int total = Predicted.Values.Sum();
+        var others = Predicted.Where(kv => !accepted.Contains(kv.Key) && kv.Value * 10 >= total).OrderByDescending(kv => kv.Value)
+            .Select(kv => $"{Data.FashionMnist.ClassNames[kv.Key]} {(double)kv.Value / total:P0}").ToList();
+        return others.Count == 0 ? "" : "drawn as " + string.Join(", ", others);
+    }
 }
 
 /// Samples a prompt with a model and scores it with the Fashion-MNIST classifier. Real-image features are computed
@@ -39,7 +50,7 @@ public sealed class ConceptScorer(FashionClassifier classifier, FashionMnist.Spl
             kid = Evaluation.Kid.Compute(features, real);
             grid = images[..Math.Min(GridSamplesPerCell, (int)images.shape[0])].clone().DetachFromDisposeScope();
         }, cancel);
-        return new ConceptScore(scores[0].Accuracy, mmd, kid, grid!);
+        return new ConceptScore(scores[0].Accuracy, mmd, kid, grid!, scores[0].Predicted);
     }
 
     /// Features of up to `realPerClass` test images of each accepted class.

@@ -24,7 +24,7 @@ public sealed record ClassPromptScore(int Label, string Prompt, int Samples, int
 /// Fashion-MNIST classifier say which class every image shows.
 public static class PromptClassAccuracy
 {
-    public sealed record Settings(int SamplesPerPrompt = 50, int Steps = 25, double Guidance = 4.0, long Seed = 1234, int Batch = 50, string Scheduler = "ddim");
+    public sealed record Settings(int SamplesPerPrompt = 50, int Steps = 25, double Guidance = 4.0, long Seed = 1234, int Batch = 50, string Scheduler = "ddim", double GuidanceRescale = 0);
 
     /// `onImages` receives each class's images (N, H, W, 3) in [0, 1] (e.g. for a grid) before they are disposed.
     public static IReadOnlyList<ClassPromptScore> Measure(StableDiffusion model, FashionClassifier classifier,
@@ -42,7 +42,7 @@ public static class PromptClassAccuracy
                 for (int done = 0; done < s.SamplesPerPrompt; done += s.Batch)
                 {
                     int n = Math.Min(s.Batch, s.SamplesPerPrompt - done);
-                    var request = new SampleRequest { Prompt = prompt, Steps = s.Steps, Guidance = s.Guidance, Scheduler = s.Scheduler, Seed = s.Seed + label * 7919 + done, NumImages = n };
+                    var request = new SampleRequest { Prompt = prompt, Steps = s.Steps, Guidance = s.Guidance, GuidanceRescale = s.GuidanceRescale, Scheduler = s.Scheduler, Seed = s.Seed + label * 7919 + done, NumImages = n };
                     var batch = new TextToImagePipeline(model).Generate(request, cancel: cancel);
                     images.Add(batch);
                     foreach (int p in Classify(classifier, batch)) predicted[p] = predicted.GetValueOrDefault(p) + 1;

@@ -9,6 +9,8 @@ public sealed record SampleRequest
     public string NegativePrompt { get; init; } = "";
     public int Steps { get; init; } = 30;
     public double Guidance { get; init; } = 7.5;
+    /// Lin et al.'s guidance rescale φ in [0, 1] (diffusers' `guidance_rescale`); 0 = plain guidance.
+    public double GuidanceRescale { get; init; }
     /// ddim, dpm++ or euler; null = the model's own scheduler_config.json decides.
     public string? Scheduler { get; init; }
     public long Seed { get; init; }

@@ -32,7 +32,7 @@ public sealed class TextToImagePipeline(StableDiffusion model)
             var clock = Stopwatch.StartNew();
             using (var step = torch.NewDisposeScope())
             {
-                var next = DenoiseStep(scheduler, latents, t, context, request.Guidance);
+                var next = DenoiseStep(scheduler, latents, t, context, request.Guidance, request.GuidanceRescale);
                 latents.Dispose();
                 latents = next.MoveToOuterDisposeScope();
             }
@@ -69,13 +69,13 @@ public sealed class TextToImagePipeline(StableDiffusion model)
         return noise.Times(initNoiseSigma);
     }
 
-    private Tensor DenoiseStep(IScheduler scheduler, Tensor latents, Timestep t, Tensor context, double guidance)
+    private Tensor DenoiseStep(IScheduler scheduler, Tensor latents, Timestep t, Tensor context, double guidance, double rescale)
     {
         var doubled = torch.cat([latents, latents]);
         var input = scheduler.ScaleModelInput(doubled, t);
         var noise = model.Unet.forward(input, t.ToTensor(model.Device), context);
         var chunks = noise.chunk(2);
-        var guided = chunks[0].Plus((chunks[1] - chunks[0]).Times(guidance));
+        var guided = ClassifierFreeGuidance.Combine(chunks[0], chunks[1], guidance, rescale);
         return scheduler.Step(guided, t, latents);
     }
 
@@ -96,6 +96,7 @@ public sealed class TextToImagePipeline(StableDiffusion model)
         if (r.Steps <= 0) throw new InputException($"--steps: {r.Steps} must be > 0");
         if (r.NumImages <= 0) throw new InputException($"--num-images: {r.NumImages} must be > 0");
         if (!double.IsFinite(r.Guidance) || r.Guidance < 0) throw new InputException($"--guidance: {r.Guidance} must be a number >= 0");
+        if (!(r.GuidanceRescale is >= 0 and <= 1)) throw new InputException($"--guidance-rescale: {r.GuidanceRescale} must be a number from 0 to 1");
         model.Tokenizer.ThrowIfUnknownConceptTokens(r.Prompt);
         model.Tokenizer.ThrowIfUnknownConceptTokens(r.NegativePrompt);
         return (h, w);
