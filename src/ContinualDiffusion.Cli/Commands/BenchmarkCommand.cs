@@ -22,7 +22,8 @@ internal static class BenchmarkCommand
         var methods = new Option<string>("--methods") { Description = "Comma-separated methods: clora, lora (λ = 0), reference (each concept alone, no forgetting).", DefaultValueFactory = _ => "clora,lora,reference" };
         var lambdas = new Option<string>("--lambdas") { Description = "Comma-separated λ values for a C-LoRA sweep (each an extra method 'clora-l<λ>'), e.g. 1e6,1e7.", DefaultValueFactory = _ => "" };
         var seeds = new Option<string>("--seeds") { Description = "Comma-separated seeds (concept images, initialisation, sampling noise).", DefaultValueFactory = _ => "0,1,2" };
-        var tasks = new Option<int>("--tasks") { Description = "Number of tasks (fine-grained classes pullover, T-shirt, coat, sandal, ankle boot in this order).", DefaultValueFactory = _ => 5 };
+        var tasks = new Option<int>("--tasks") { Description = "Number of tasks: the first N classes of --concepts.", DefaultValueFactory = _ => 5 };
+        var concepts = new Option<string?>("--concepts") { Description = "Fashion-MNIST classes of the tasks in order, comma-separated (default pullover,tshirt,coat,sandal,ankleboot: three kinds of top, then two kinds of shoe)." };
         var imagesPerConcept = new Option<int>("--images-per-concept") { Description = "Training images of each concept (from the train images kept out of pretraining).", DefaultValueFactory = _ => 20 };
         var config = new Option<FileInfo?>("--config") { Description = "Training options as JSON (keys as in configs/train/defaults.json). Default: configs/train/fashion.json." };
         var trainSteps = new Option<int?>("--train-steps") { Description = "Training steps per task (default: the training config's)." };
@@ -45,7 +46,7 @@ internal static class BenchmarkCommand
 
         var cmd = new Command("benchmark", "Continual-customization benchmark: learn fine-grained Fashion-MNIST classes one task after another and score forgetting.")
         {
-            model, originalConfig, predictionType, output, methods, lambdas, seeds, tasks, imagesPerConcept, config, trainSteps, rank, lr, tokenLr, lambda, samples, sampleSteps, guidance, guidanceRescale, sampleBatch,
+            model, originalConfig, predictionType, output, methods, lambdas, seeds, tasks, concepts, imagesPerConcept, config, trainSteps, rank, lr, tokenLr, lambda, samples, sampleSteps, guidance, guidanceRescale, sampleBatch,
             keepRuns, noBase, basePrompt, conceptPrompt, classifier, classifierEpochs, dataDir,
         };
         cmd.SetAction(parse =>
@@ -68,6 +69,7 @@ internal static class BenchmarkCommand
                 Lambdas = SplitList(parse.GetValue(lambdas)!, "--lambdas", s => double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture)),
                 Seeds = SplitList(parse.GetValue(seeds)!, "--seeds", s => long.Parse(s, CultureInfo.InvariantCulture)),
                 Tasks = parse.GetValue(tasks),
+                Concepts = parse.GetValue(concepts) is { } c ? FashionConcepts.Parse(c) : FashionConcepts.Labels,
                 ImagesPerConcept = parse.GetValue(imagesPerConcept),
                 Samples = parse.GetValue(samples),
                 SampleSteps = parse.GetValue(sampleSteps),

@@ -29,6 +29,8 @@ public sealed record BenchmarkOptions
     public IReadOnlyList<double> Lambdas { get; init; } = [];
     public IReadOnlyList<long> Seeds { get; init; } = [0, 1, 2];
     public int Tasks { get; init; } = 5;
+    /// The Fashion-MNIST class of each task, in order (`--concepts`); the first `Tasks` are used.
+    public IReadOnlyList<int> Concepts { get; init; } = FashionConcepts.Labels;
     public int ImagesPerConcept { get; init; } = 20;
     /// Samples generated and scored per concept after every task (and per base class).
     public int Samples { get; init; } = 100;
@@ -67,7 +69,8 @@ public sealed record BenchmarkOptions
         Require(Lambdas.Distinct().Count() == Lambdas.Count, "--lambdas: a λ is listed twice");
         Require(Seeds.Count > 0, "--seeds: give at least one seed");
         Require(Seeds.Distinct().Count() == Seeds.Count, "--seeds: a seed is listed twice");
-        Require(Tasks is >= 1 && Tasks <= FashionConcepts.Labels.Count, $"--tasks: {Tasks} must be between 1 and {FashionConcepts.Labels.Count} (one fine-grained Fashion-MNIST class per task)");
+        Require(Concepts.Count > 0 && Concepts.All(l => l >= 0 && l < FashionMnist.ClassNames.Length) && Concepts.Distinct().Count() == Concepts.Count, "--concepts: give distinct Fashion-MNIST classes");
+        Require(Tasks is >= 1 && Tasks <= Concepts.Count, $"--tasks: {Tasks} must be between 1 and {Concepts.Count} (one Fashion-MNIST class of --concepts per task)");
         Require(ImagesPerConcept >= 1, $"--images-per-concept: {ImagesPerConcept} must be >= 1");
         Require(Samples >= 2, $"--samples: {Samples} must be >= 2 (MMD needs two samples)");
         Require(SampleSteps >= 1, $"--sample-steps: {SampleSteps} must be >= 1");

@@ -72,7 +72,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
 
         var results = new BenchmarkResults
         {
-            ConceptNames = [.. Enumerable.Range(1, _o.Tasks).Select(FashionConcepts.ConceptName)],
+            ConceptNames = [.. Enumerable.Range(1, _o.Tasks).Select(ConceptName)],
             Ceiling = ceiling,
             Runs = runs,
             Config = ReportConfig(classifierAccuracy, wall.Elapsed.TotalSeconds),
@@ -108,11 +108,11 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
                 {
                     (r[0][0], mmd[0][0], kid[0][0]) = (firstTask.R[0][0], firstTask.Mmd[0][0], firstTask.Kid?[0][0] ?? double.NaN);
                     grid[0, 0] = LoadCell(cache.SamplesPathOf(firstTask.Method, seed), CellKey(0, 0));
-                    _progress.Info($"{name}: {FashionConcepts.ConceptName(1)} is {firstTask.Method}'s task 1 (same method, options, images and seed): its scores are reused, accuracy {r[0][0]:P0}");
+                    _progress.Info($"{name}: {ConceptName(1)} is {firstTask.Method}'s task 1 (same method, options, images and seed): its scores are reused, accuracy {r[0][0]:P0}");
                     continue;
                 }
-                int label = FashionConcepts.Labels[t];
-                _progress.Info($"{name}: task {t + 1}/{tasks}, learning {FashionConcepts.ConceptName(t + 1)} from {_o.ImagesPerConcept} images");
+                int label = _o.Concepts[t];
+                _progress.Info($"{name}: task {t + 1}/{tasks}, learning {ConceptName(t + 1)} from {_o.ImagesPerConcept} images");
                 var clock = Stopwatch.StartNew();
                 string taskRun = spec.Continual ? runRoot : Path.Combine(runRoot, $"concept-{t + 1}");
                 TrainConcept(spec, seed, train, label, t, taskRun, name, cancel);
@@ -126,11 +126,11 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
                 foreach (int i in concepts)
                 {
                     string token = Text.ConceptTokens.Name(spec.Continual ? i + 1 : 1);
-                    var target = new PromptTarget(FashionConcepts.Labels[i], _o.ConceptPromptTemplate.Replace("{}", token));
+                    var target = new PromptTarget(_o.Concepts[i], _o.ConceptPromptTemplate.Replace("{}", token));
                     var score = scorer.Score(model, target, cancel);
                     (r[t][i], mmd[t][i], kid[t][i], grid[t, i]) = (score.Accuracy, score.Mmd, score.Kid, score.GridSamples);
                     string others = score.OtherClasses(target.AcceptedLabels);
-                    _progress.Info($"{name}: after task {t + 1}, {FashionConcepts.ConceptName(i + 1)}: accuracy {score.Accuracy:P0}, MMD² {score.Mmd:F4}, KID {score.Kid:F4}{(others.Length > 0 ? "; " + others : "")}");
+                    _progress.Info($"{name}: after task {t + 1}, {ConceptName(i + 1)}: accuracy {score.Accuracy:P0}, MMD² {score.Mmd:F4}, KID {score.Kid:F4}{(others.Length > 0 ? "; " + others : "")}");
                 }
                 if (spec.Continual && t == tasks - 1 && baseBefore is not null)
                     baseAfter = ScoreBaseClasses(model, scorer, $"{name}: after the last task", cancel);
@@ -222,6 +222,9 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
         return scores;
     }
 
+    /// "<v3> = coat" for task 3 of this benchmark's concept sequence.
+    private string ConceptName(int task) => FashionConcepts.ConceptName(task, _o.Concepts);
+
     private static string CellKey(int afterTask, int concept) => $"after_task{afterTask + 1}.concept{concept + 1}";
 
     /// The continual run of this seed, already finished, whose task 1 trains exactly what the reference's first
@@ -253,7 +256,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
             var panels = specs.Select((s, k) => new GridPanel(PanelTitle(s),
                 (t, i) => loaded[k].TryGetValue(CellKey(t, i), out var cell) ? cell : null)).ToList();
             SampleGrid.Save(Path.Combine(_o.OutDir, GridFileName(seed)), _o.Tasks,
-                [.. Enumerable.Range(1, _o.Tasks).Select(FashionConcepts.ConceptName)], panels,
+                [.. Enumerable.Range(1, _o.Tasks).Select(ConceptName)], panels,
                 new Dictionary<string, string> { ["layout"] = "panels: methods; rows: concepts <v1>..; columns: after task 1..", ["seed"] = seed.ToString(CultureInfo.InvariantCulture) });
         }
         finally
@@ -280,8 +283,8 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
         var ceiling = new Dictionary<string, double>();
         for (int t = 1; t <= _o.Tasks; t++)
         {
-            ceiling[FashionConcepts.ConceptName(t)] = ClassifierTraining.ClassAccuracy(classifier, test, FashionConcepts.Labels[t - 1]);
-            _progress.Info($"ceiling: the classifier recognises {ceiling[FashionConcepts.ConceptName(t)]:P1} of the real test images of {FashionConcepts.Name(FashionConcepts.Labels[t - 1])}");
+            ceiling[ConceptName(t)] = ClassifierTraining.ClassAccuracy(classifier, test, _o.Concepts[t - 1]);
+            _progress.Info($"ceiling: the classifier recognises {ceiling[ConceptName(t)]:P1} of the real test images of {FashionConcepts.Name(_o.Concepts[t - 1])}");
         }
         return ceiling;
     }
@@ -294,6 +297,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
         modelHash, classifier = Path.GetFullPath(_o.ClassifierPath), classifierAccuracy, _o.Tasks, _o.ImagesPerConcept, _o.Samples,
         _o.SampleSteps, _o.Guidance, _o.GuidanceRescale, _o.SampleBatch, _o.ScoreBaseClasses, _o.BasePromptTemplate, _o.ConceptPromptTemplate, _o.DataDir,
         protocol = "fine-grained v1", // FashionProtocol: concept pools, coarse base prompts, KID
+        concepts = _o.Concepts.SequenceEqual(FashionConcepts.Labels) ? null : string.Join(",", _o.Concepts), // only when not the default, so earlier caches stay valid
         training = Configuration.JsonConfig.Serialize(_o.Training),
     });
 
@@ -303,6 +307,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
         var config = new Dictionary<string, string>
         {
             ["base model"] = Path.GetFullPath(_o.ModelPath),
+            ["concepts"] = string.Join(" → ", Enumerable.Range(1, _o.Tasks).Select(ConceptName)),
             ["images per concept"] = _o.ImagesPerConcept.ToString(inv),
             ["training steps per task"] = _o.Training.Steps.ToString(inv),
             ["rank / learning rate / token learning rate"] = $"{_o.Training.Rank} / {_o.Training.LearningRate.ToString(inv)} / {_o.Training.TokenLearningRate.ToString(inv)}",

@@ -18,12 +18,35 @@ public static class FashionConcepts
     /// samples, guidance 7.5): pullover 62.5%, T-shirt 67.5%, coat 32.5%, sandal 45%, ankle boot 85%, while shirt
     /// (12.5%; the base model's VAE reconstructs only 37% of real shirts as shirts) and sneaker (5%; drawn as bags
     /// and boots) could not be learned from 20 images at all, so they could not show forgetting either.
+    /// `cdiff benchmark --concepts` chooses another sequence.
     public static readonly IReadOnlyList<int> Labels = [2, 0, 4, 5, 9];
 
     public static string Name(int label) => FashionMnist.ClassNames[label];
 
-    /// "<v2> = coat" for task 2.
-    public static string ConceptName(int task) => $"{Text.ConceptTokens.Name(task)} = {Name(Labels[task - 1])}";
+    /// "<v3> = coat" for task 3 of the default sequence.
+    public static string ConceptName(int task) => ConceptName(task, Labels);
+
+    /// "<vt> = class" for task t of the sequence `labels`.
+    public static string ConceptName(int task, IReadOnlyList<int> labels) => $"{Text.ConceptTokens.Name(task)} = {Name(labels[task - 1])}";
+
+    /// `--concepts`: comma-separated Fashion-MNIST class names in task order ("pullover,t-shirt,coat"), matched
+    /// ignoring case, spaces, '-' and '/' ("t-shirt", "T-shirt/top", "ankle boot", "ankle-boot"); each class once.
+    public static IReadOnlyList<int> Parse(string list)
+    {
+        var labels = new List<int>();
+        foreach (var raw in list.Split(',', StringSplitOptions.TrimEntries))
+        {
+            string key = Key(raw) == "tshirt" ? "tshirttop" : Key(raw);
+            int label = Array.FindIndex(FashionMnist.ClassNames, n => Key(n) == key);
+            if (raw.Length == 0 || label < 0)
+                throw new InputException($"--concepts: '{raw}' is not a Fashion-MNIST class; expected names from {string.Join(", ", FashionMnist.ClassNames.Select(Key).Select(k => k == "tshirttop" ? "tshirt" : k))}, comma-separated, e.g. pullover,tshirt,coat,sandal,ankleboot");
+            if (labels.Contains(label)) throw new InputException($"--concepts: '{raw}' is listed twice (each class is one concept)");
+            labels.Add(label);
+        }
+        return labels;
+
+        static string Key(string name) => new([.. name.ToLowerInvariant().Where(char.IsAsciiLetterOrDigit)]);
+    }
 
     /// The base model's own prompts, one per coarse group ("a photo of a top" accepts t-shirt, pullover, coat and
     /// shirt): scored before and after customization to measure the damage to what the model knew.

@@ -15,6 +15,9 @@ public class BenchmarkOptionsTests
     [InlineData("samples", "--samples")]
     [InlineData("steps", "--sample-steps")]
     [InlineData("guidance", "--guidance")]
+    [InlineData("rescale", "--guidance-rescale")]
+    [InlineData("concepts", "--concepts")]
+    [InlineData("tasks-of-concepts", "--tasks")]
     [InlineData("lambdas", "--lambdas")]
     [InlineData("base-prompt", "--base-prompt")]
     [InlineData("train-steps", "--steps")]
@@ -29,6 +32,9 @@ public class BenchmarkOptionsTests
             "samples" => Valid() with { Samples = 1 },
             "steps" => Valid() with { SampleSteps = 0 },
             "guidance" => Valid() with { Guidance = double.NaN },
+            "rescale" => Valid() with { GuidanceRescale = 1.5 },
+            "concepts" => Valid() with { Concepts = [2, 2] },
+            "tasks-of-concepts" => Valid() with { Concepts = [2, 4], Tasks = 3 },
             "lambdas" => Valid() with { Lambdas = [-1] },
             "base-prompt" => Valid() with { BasePromptTemplate = "a photo" },
             "train-steps" => Valid() with { Training = new() { Steps = 0 } },

@@ -50,4 +50,16 @@ public class FashionConceptsTests
         }
         finally { Directory.Delete(dir, recursive: true); }
     }
+
+    [Fact]
+    public void Concepts_option_reads_class_names_in_task_order_ignoring_case_and_punctuation()
+    {
+        Assert.Equal([2, 0, 4, 7, 9], FashionConcepts.Parse("Pullover, t-shirt, coat,sneaker,ankle-boot"));
+        Assert.Equal([0, 9], FashionConcepts.Parse("T-shirt/top,ankle boot"));
+        Assert.Equal("<v2> = sneaker", FashionConcepts.ConceptName(2, [5, 7]));
+        var unknown = Assert.Throws<ContinualDiffusion.InputException>(() => FashionConcepts.Parse("pullover,jacket"));
+        Assert.StartsWith("--concepts: 'jacket' is not a Fashion-MNIST class", unknown.Message);
+        Assert.Contains("tshirt", unknown.Message);
+        Assert.Contains("listed twice", Assert.Throws<ContinualDiffusion.InputException>(() => FashionConcepts.Parse("coat,Coat")).Message);
+    }
 }
