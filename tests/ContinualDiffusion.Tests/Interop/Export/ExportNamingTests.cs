@@ -114,6 +114,7 @@ public class ExportNamingTests
     [InlineData("faces-", "faces-")]
     [InlineData("run_2", "run_2")]
     [InlineData("A1", "A1")]
+    [InlineData("_x-", "_x-")]
     public void Embedding_prefixes_of_file_name_characters_are_taken(string? prefix, string expected)
     {
         Assert.Equal(expected, EmbeddingPrefix.Validate(prefix, ExportFormat.Kohya));
@@ -129,6 +130,7 @@ public class ExportNamingTests
     [InlineData("x\ny")]
     [InlineData("héllo")]
     [InlineData("<v>")]
+    [InlineData("-x")]
     public void Embedding_prefixes_that_are_not_file_name_safe_are_one_line_errors(string prefix)
     {
         var e = Assert.Throws<InputException>(() => EmbeddingPrefix.Validate(prefix, ExportFormat.Kohya));
