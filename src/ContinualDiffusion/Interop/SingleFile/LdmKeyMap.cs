@@ -15,6 +15,9 @@ public sealed record LdmLayout(int UnetLayersPerBlock, int VaeBlocks, int TextEn
 /// key renaming, rule for rule as diffusers' `loaders/single_file_utils.py` (convert_ldm_unet_checkpoint,
 /// convert_ldm_vae_checkpoint, convert_ldm_clip_checkpoint, convert_open_clip_checkpoint) and kohya's
 /// `library/model_util.py` do it. Only names and shapes are used: the header is mapped before any tensor is read.
+/// The same rules, over the same name tables, also run backwards (`LdmKey`, as diffusers'
+/// scripts/convert_diffusers_to_original_stable_diffusion.py renames) for LdmSingleFileWriter, which checks every key it
+/// makes against the forward rule (`Target`): this file is the one place the correspondence is defined.
 public static class LdmKeyMap
 {
     public const string UnetPrefix = "model.diffusion_model.";
