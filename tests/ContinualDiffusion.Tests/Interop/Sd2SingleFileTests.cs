@@ -20,7 +20,7 @@ public class Sd2SingleFileTests : IDisposable
     private const int Width = 16, Mlp = 32, Vocab = 10, Positions = 5, Blocks = 4;
 
     /// An OpenCLIP text tower with distinct values in every tensor (each tensor i holds i·1000 + arange).
-    private static Dictionary<string, Tensor> OpenClipTensors(int width = Width, int blocks = Blocks, int vocab = Vocab, int positions = Positions, int mlp = Mlp)
+    internal static Dictionary<string, Tensor> OpenClipTensors(int width = Width, int blocks = Blocks, int vocab = Vocab, int positions = Positions, int mlp = Mlp)
     {
         var shapes = new Dictionary<string, long[]>
         {

@@ -5,7 +5,13 @@ namespace ContinualDiffusion.Interop.Export;
 /// hidden temp folder next to it, then renamed into place, the old one moved aside first and deleted last).
 public static class ExportOutput
 {
-    /// Refuses (InputException, one line) when any of `targets` exists and `overwrite` is false.
+    /// The safetensors metadata key every file an export writes carries (the task range), by which `--overwrite`
+    /// knows an earlier export.
+    public const string ExportMetadataKey = "cdiff_export";
+
+    /// Refuses (InputException, one line) when any of `targets` exists and `overwrite` is false, and, with
+    /// `overwrite`, when it is not an earlier export: a folder without an export's marker file, a file without
+    /// ExportMetadataKey in its safetensors metadata (another checkpoint, LoRA or embedding, or not a safetensors).
     public static void RequireWritable(IEnumerable<string> targets, bool overwrite)
     {
         foreach (var t in targets)
@@ -13,6 +19,8 @@ public static class ExportOutput
             bool isFile = File.Exists(t), isDir = Directory.Exists(t);
             if ((isFile || isDir) && !overwrite)
                 throw new InputException($"--out: {t} already exists; pass --overwrite to replace it");
+            if (isFile && !IsExportFile(t))
+                throw new InputException($"--out {t}: exists and is not an earlier export (no '{ExportMetadataKey}' in its safetensors metadata); --overwrite replaces only an export, so choose another name");
             if (isDir && Directory.EnumerateFileSystemEntries(t).Any() && !ExportMarkers.Any(m => File.Exists(Path.Combine(t, m))))
                 throw new InputException($"--out {t}: exists and is not an earlier export (it has none of {string.Join(", ", ExportMarkers)}); --overwrite replaces only an export, so choose another folder");
         }
@@ -34,6 +42,18 @@ public static class ExportOutput
     /// Files that mark a folder as an earlier export (diffusers LoRA, PEFT adapter, merged diffusers model): the only
     /// non-empty folders `--overwrite` replaces.
     private static readonly string[] ExportMarkers = ["pytorch_lora_weights.safetensors", "adapter_config.json", "model_index.json"];
+
+    private static bool IsExportFile(string path)
+    {
+        try
+        {
+            using var file = Checkpoints.SafeTensorsFile.Open(path);
+            return file.Metadata.ContainsKey(ExportMetadataKey);
+        }
+        catch (InputException) { return false; } // not a safetensors file (or a pickle)
+        catch (IOException) { return false; }
+        catch (UnauthorizedAccessException) { return false; }
+    }
 
     private static string Normal(string path) => Path.GetFullPath(path).TrimEnd(Path.DirectorySeparatorChar);
 

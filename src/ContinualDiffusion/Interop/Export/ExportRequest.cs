@@ -16,6 +16,10 @@ public sealed record ExportRequest
     public bool Overwrite { get; init; }
     public string? ModelOverride { get; init; }
     public SingleFileOptions? SingleFileOverride { get; init; }
+
+    /// `--embedding-prefix`: put before each embedding file's stem and prompt word (EmbeddingPrefix; kohya and
+    /// merged-single-file only); null = none.
+    public string? EmbeddingPrefix { get; init; }
 }
 
 /// What an export wrote, and the lines to tell the user (which word to type for each concept, the truncation error).

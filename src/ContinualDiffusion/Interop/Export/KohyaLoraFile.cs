@@ -18,7 +18,7 @@ namespace ContinualDiffusion.Interop.Export;
 ///   LoRA, as determine_implementation gives it).
 public static class KohyaLoraFile
 {
-    public const string SaiModelSpecVersion = "1.0.0";
+    public const string SaiModelSpecVersion = ModelSpec.Version;
 
     /// The metadata for `lora` exported from `model`. `title`: the file's stem; `extra`: cdiff's own keys.
     public static Dictionary<string, string> Metadata(ExportBaseModel model, int rank, string title, string description,
@@ -51,8 +51,7 @@ public static class KohyaLoraFile
     }
 
     /// `stable-diffusion-v1/lora`, `stable-diffusion-v2-512/lora` or `stable-diffusion-v2-768-v/lora`.
-    public static string Architecture(ExportBaseModel model) =>
-        (model.IsV2 ? model.IsVPrediction ? "stable-diffusion-v2-768-v" : "stable-diffusion-v2-512" : "stable-diffusion-v1") + "/lora";
+    public static string Architecture(ExportBaseModel model) => ModelSpec.Architecture(model) + "/lora";
 
     public static void Save(string path, StackedLora lora, IReadOnlyDictionary<string, string> metadata)
     {

@@ -1,4 +1,5 @@
 using System.Globalization;
+using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Lora;
 using ContinualDiffusion.Runs;
 
@@ -8,36 +9,43 @@ namespace ContinualDiffusion.Interop.Export;
 /// manifest and `--tasks` (no tensor read), the output targets (refused if they exist, without `--overwrite`), the
 /// base model's identity (hash, as `sample --run` checks it) and configs, then the adapters (SHA-256 against the
 /// manifest, validated as one sequence against the layers the base model's UNet config has), then the writing.
-/// The LoRA formats never load the base model's weights.
+/// The LoRA formats never load the base model's weights; the merged formats stream them tensor by tensor.
 public static class RunExport
 {
     public static ExportResult Export(ExportRequest request)
     {
         ArgumentNullException.ThrowIfNull(request);
         if (request.Rank is { } r && !request.Format.IsLora())
-            throw new InputException($"--rank {r}: only the LoRA formats (kohya, diffusers, peft) take a rank; --format merged merges the exact deltas");
+            throw new InputException($"--rank {r}: only the LoRA formats (kohya, diffusers, peft) take a rank; --format {request.Format.Name()} merges the exact deltas");
+        string prefix = EmbeddingPrefix.Validate(request.EmbeddingPrefix, request.Format);
         var run = new RunDirectory(request.RunDir);
         var manifest = run.ReadManifest();
         int last = TaskSelection.LastTask(request.Tasks, manifest.Tasks.Count);
         var entries = manifest.Tasks.OrderBy(t => t.Task).Take(last).ToList();
-        var concepts = entries.Select(e => (e.Token, Stem: ConceptEmbedding.StemOf(e.Token))).ToList();
+        var stems = entries.Select(e => prefix + ConceptEmbedding.StemOf(e.Token)).ToList();
         var outPath = Path.GetFullPath(request.OutPath);
         ExportOutput.RequireNotProtected(outPath, [(run.Root, "the run"), (Environment.CurrentDirectory, "the current folder")]);
-        ExportOutput.RequireWritable(Targets(request.Format, outPath, concepts.Select(c => c.Stem)), request.Overwrite);
+        var targets = Targets(request.Format, outPath, stems);
+        ExportOutput.RequireWritable(targets, request.Overwrite);
 
         using var source = RunModel.OpenBaseModel(manifest, request.ModelOverride, request.SingleFileOverride, run.ManifestPath);
-        ExportOutput.RequireNotProtected(outPath, [(source.Path, "the base model")]);
+        foreach (var target in targets) ExportOutput.RequireNotProtected(target, [(source.Path, "the base model")]);
         if (request.Format == ExportFormat.Merged && source.Folder is null)
-            throw new InputException($"--format merged: the run's base model {source.Path} is a single file; merged export writes a diffusers folder and needs a diffusers-folder base model (export a LoRA with --format kohya instead)");
+            throw new InputException($"--format merged: the run's base model {source.Path} is a single file; merged export writes a diffusers folder and needs a diffusers-folder base model (use --format merged-single-file, or a LoRA with --format kohya, instead)");
         var model = ExportBaseModel.Of(source);
         var layers = CrossAttentionLayers.KeyValue(model.Unet);
         var expected = new AdapterExpectation(layers.ToDictionary(l => l.Name, l => l.Shape, StringComparer.Ordinal)) { TokenHiddenSize = model.TextHiddenSize };
         var adapters = RunModel.LoadAdapters(run, manifest, expected, last);
         try
         {
-            var embeddings = adapters.Select(a => new ConceptEmbedding(a.Metadata.Task, a.Metadata.Token, a.TokenEmbedding)).ToList();
+            var embeddings = adapters.Select(a => new ConceptEmbedding(a.Metadata.Task, a.Metadata.Token, a.TokenEmbedding) { StemPrefix = prefix }).ToList();
             string taskRange = last == 1 ? "task 1" : $"tasks 1..{last}";
             var messages = new List<string>();
+            if (request.Format == ExportFormat.MergedSingleFile)
+            {
+                var written = WriteMergedSingleFile(outPath, source, model, adapters, layers.Select(l => l.Name).ToList(), manifest, run, taskRange, embeddings, messages);
+                return new ExportResult(written, messages);
+            }
             if (request.Format == ExportFormat.Merged)
             {
                 IReadOnlyList<(string Token, long Id)> ids = [];
@@ -81,15 +89,16 @@ public static class RunExport
         }
     }
 
-    /// Every path the export will create, checked before anything is read: the kohya file and its embedding files
-    /// beside it, or the folder.
+    /// Every path the export will create, checked before anything is read: the kohya or merged single file and the
+    /// embedding files beside it, or the folder.
     public static IReadOnlyList<string> Targets(ExportFormat format, string outPath, IEnumerable<string> stems)
     {
-        if (format != ExportFormat.Kohya) return [outPath];
+        if (!format.WritesEmbeddingFilesBeside()) return [outPath];
+        string what = format == ExportFormat.Kohya ? "a kohya LoRA" : "a merged single-file checkpoint";
         if (!outPath.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
-            throw new InputException($"--out {outPath}: a kohya LoRA is one .safetensors file; name it NAME.safetensors");
+            throw new InputException($"--out {outPath}: {what} is one .safetensors file; name it NAME.safetensors");
         if (Directory.Exists(outPath))
-            throw new InputException($"--out {outPath}: is a folder; a kohya LoRA is one .safetensors file");
+            throw new InputException($"--out {outPath}: is a folder; {what} is one .safetensors file");
         var dir = Path.GetDirectoryName(outPath)!;
         var targets = new List<string> { outPath };
         foreach (var stem in stems)
@@ -115,23 +124,51 @@ public static class RunExport
         KohyaLoraFile.Save(outPath, lora, KohyaLoraFile.Metadata(model, lora.Rank, title, description, embeddings.Select(e => e.Stem), extra));
         var written = new List<string> { outPath };
         messages.Add($"wrote {outPath}: a kohya LoRA of {taskRange} (rank {lora.Rank}, alpha {lora.Rank}: scale 1), for {KohyaLoraFile.Architecture(model)}");
-        var dir = Path.GetDirectoryName(outPath)!;
+        written.AddRange(WriteA1111Embeddings(Path.GetDirectoryName(outPath)!, model, embeddings, extra, messages,
+            (e, path) => $"{e.Token}: write \"{e.Stem}\" in the prompt ({path}; A1111/Forge: put it in embeddings/ and the LoRA in models/Lora/, prompt \"a photo of {e.Stem} <lora:{title}:1>\"; ComfyUI: \"embedding:{e.Stem}\")"));
+        return written;
+    }
+
+    private static IReadOnlyList<string> WriteMergedSingleFile(string outPath, BaseModelSource source, ExportBaseModel model, IReadOnlyList<AdapterSet> adapters,
+        IReadOnlyList<string> layers, RunManifest manifest, RunDirectory run, string taskRange, IReadOnlyList<ConceptEmbedding> embeddings, List<string> messages)
+    {
+        // Existing targets were refused up front (RequireWritable) unless --overwrite; each file below replaces its target atomically.
+        string title = Path.GetFileNameWithoutExtension(outPath);
+        string words = string.Join(", ", embeddings.Select(e => e.Stem));
+        string description = $"cdiff {manifest.Method} {taskRange} merged into {Path.GetFileName(source.Path.TrimEnd('/', '\\'))} (run {run.Root}); " +
+                             $"the concepts are the embeddings {string.Join(", ", embeddings.Select(e => e.Stem + ".safetensors"))}: prompt words {words}";
+        var extra = CdiffMetadata(manifest, taskRange, embeddings);
+        MergedSingleFileExport.Write(outPath, source, adapters, layers, MergedSingleFileExport.Metadata(model, title, description, embeddings.Select(e => e.Stem), extra));
+        var written = new List<string> { outPath };
+        string predictionHint = model.IsV2 ? $"; cdiff reads it with --prediction-type {model.PredictionType} (a single file does not say)" : "";
+        messages.Add($"wrote {outPath}: the base model with {taskRange} merged ({manifest.Method}), an original-LDM single file ({ModelSpec.Architecture(model)}) for A1111/Forge/ComfyUI{predictionHint}");
+        written.AddRange(WriteA1111Embeddings(Path.GetDirectoryName(outPath)!, model, embeddings, extra, messages,
+            (e, path) => $"{e.Token}: write \"{e.Stem}\" in the prompt ({path}; A1111/Forge: put it in embeddings/ and the checkpoint in models/Stable-diffusion/, prompt \"a photo of {e.Stem}\"; ComfyUI: \"embedding:{e.Stem}\"; cdiff: sample --model {outPath} --embedding {path})"));
+        return written;
+    }
+
+    /// One A1111-style embedding file per concept in `dir` (`<stem>.safetensors`, `emb_params` [1, D], modelspec and
+    /// cdiff metadata), and the line telling the user what to type (`line(concept, path)`).
+    private static IReadOnlyList<string> WriteA1111Embeddings(string dir, ExportBaseModel model, IReadOnlyList<ConceptEmbedding> embeddings,
+        IReadOnlyDictionary<string, string> extra, List<string> messages, Func<ConceptEmbedding, string, string> line)
+    {
+        var written = new List<string>();
         foreach (var e in embeddings)
         {
             var path = EmbeddingFiles.A1111Path(dir, e);
             var metadata = new Dictionary<string, string>(extra)
             {
                 ["format"] = "pt",
-                ["modelspec.sai_model_spec"] = KohyaLoraFile.SaiModelSpecVersion,
-                ["modelspec.architecture"] = KohyaLoraFile.Architecture(model).Replace("/lora", "/textual-inversion", StringComparison.Ordinal),
-                ["modelspec.implementation"] = "https://github.com/Stability-AI/generative-models",
+                ["modelspec.sai_model_spec"] = ModelSpec.Version,
+                ["modelspec.architecture"] = ModelSpec.Architecture(model) + "/textual-inversion",
+                ["modelspec.implementation"] = ModelSpec.StabilityAi,
                 ["modelspec.title"] = e.Stem,
                 ["modelspec.trigger_phrase"] = e.Stem,
                 ["cdiff_token"] = e.Token,
             };
             EmbeddingFiles.WriteA1111(path, e, metadata);
             written.Add(path);
-            messages.Add($"{e.Token}: write \"{e.Stem}\" in the prompt ({path}; A1111/Forge: put it in embeddings/ and the LoRA in models/Lora/, prompt \"a photo of {e.Stem} <lora:{title}:1>\"; ComfyUI: \"embedding:{e.Stem}\")");
+            messages.Add(line(e, path));
         }
         return written;
     }
@@ -152,7 +189,7 @@ public static class RunExport
 
     private static Dictionary<string, string> CdiffMetadata(RunManifest manifest, string taskRange, IReadOnlyList<ConceptEmbedding> embeddings) => new(StringComparer.Ordinal)
     {
-        ["cdiff_export"] = taskRange,
+        [ExportOutput.ExportMetadataKey] = taskRange,
         ["cdiff_tasks"] = embeddings.Count.ToString(CultureInfo.InvariantCulture),
         ["cdiff_tokens"] = string.Join(",", embeddings.Select(e => e.Token)),
         ["cdiff_method"] = manifest.Method,

@@ -15,6 +15,9 @@ public sealed record LdmLayout(int UnetLayersPerBlock, int VaeBlocks, int TextEn
 /// key renaming, rule for rule as diffusers' `loaders/single_file_utils.py` (convert_ldm_unet_checkpoint,
 /// convert_ldm_vae_checkpoint, convert_ldm_clip_checkpoint, convert_open_clip_checkpoint) and kohya's
 /// `library/model_util.py` do it. Only names and shapes are used: the header is mapped before any tensor is read.
+/// The same rules, over the same name tables, also run backwards (`LdmKey`, as diffusers'
+/// scripts/convert_diffusers_to_original_stable_diffusion.py renames) for LdmSingleFileWriter, which checks every key it
+/// makes against the forward rule (`Target`): this file is the one place the correspondence is defined.
 public static class LdmKeyMap
 {
     public const string UnetPrefix = "model.diffusion_model.";
@@ -42,48 +45,66 @@ public static class LdmKeyMap
 
         foreach (var (key, info) in tensors.OrderBy(t => t.Key, StringComparer.Ordinal))
         {
-            if (key.StartsWith(UnetPrefix, StringComparison.Ordinal))
-                Add(unet, UnetKey(key[UnetPrefix.Length..], layout.UnetLayersPerBlock), TensorConversion.Copy);
-            else if (key.StartsWith(VaePrefix, StringComparison.Ordinal))
+            var target = Target(key, layout);
+            if (target.Ignored) { ignored.Add(key); continue; }
+            if (target.Component is not { } c) { unknown.Add(key); continue; }
+            var component = c switch { SdComponent.Unet => unet, SdComponent.Vae => vae, _ => text };
+            foreach (var (name, conversion) in target.Names)
             {
-                var (name, conversion) = VaeKey(key[VaePrefix.Length..], layout.VaeBlocks);
-                Add(vae, name, conversion);
-            }
-            else if (key.StartsWith(ClipPrefix, StringComparison.Ordinal))
-            {
-                var name = ClipKey(key[ClipPrefix.Length..]);
-                if (name == Ignore) ignored.Add(key);
-                else Add(text, name, TensorConversion.Copy);
-            }
-            else if (key.StartsWith(OpenClipPrefix, StringComparison.Ordinal))
-            {
-                var rest = key[OpenClipPrefix.Length..];
-                if (IsInProjection(rest, out var layerPrefix, out var suffix))
-                {
-                    if (LayerIndex(rest) >= layout.TextEncoderLayers) { ignored.Add(key); continue; }
-                    Add(text, $"{layerPrefix}.self_attn.q_proj.{suffix}", TensorConversion.QueryRows);
-                    Add(text, $"{layerPrefix}.self_attn.k_proj.{suffix}", TensorConversion.KeyRows);
-                    Add(text, $"{layerPrefix}.self_attn.v_proj.{suffix}", TensorConversion.ValueRows);
-                    continue;
-                }
-                var name = OpenClipKey(rest, layout.TextEncoderLayers);
-                if (name == Ignore) ignored.Add(key);
-                else Add(text, name, TensorConversion.Copy);
-            }
-            else if (key.StartsWith("cond_stage_model.", StringComparison.Ordinal))
-                unknown.Add(key);
-            else
-                ignored.Add(key); // not a network weight: DDPM buffers (ScheduleBuffers), `model_ema.*` copies, training state
-
-            void Add(Dictionary<string, MappedTensor> component, string? name, TensorConversion conversion)
-            {
-                if (name is null) { unknown.Add(key); return; }
                 if (component.TryGetValue(name, out var previous))
                     throw new CheckpointMismatchException($"{file}: keys '{previous.SourceKey}' and '{key}' both map to '{name}'");
                 component[name] = MappedTensor.Create(info, conversion, file);
             }
         }
         return new LdmMapping(unet, vae, text, ignored, unknown);
+    }
+
+    /// Where one LDM key goes: the diffusers tensor(s) of one component it gives (one; or q, k and v for OpenCLIP's
+    /// fused projection), deliberately not read (`Ignored`), or nowhere (no component: a key no rule maps).
+    public sealed record KeyTarget(SdComponent? Component, IReadOnlyList<(string Name, TensorConversion Conversion)> Names, bool Ignored)
+    {
+        public static readonly KeyTarget Unknown = new(null, [], false);
+        public static readonly KeyTarget NotRead = new(null, [], true);
+        public static KeyTarget One(SdComponent component, string? name, TensorConversion conversion = TensorConversion.Copy) =>
+            name is null ? Unknown : new(component, [(name, conversion)], false);
+    }
+
+    /// The rule for one LDM key (Map applies it to every key of a header; the single-file writer checks each key it
+    /// makes against it).
+    public static KeyTarget Target(string key, LdmLayout layout)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(layout);
+        if (key.StartsWith(UnetPrefix, StringComparison.Ordinal))
+            return KeyTarget.One(SdComponent.Unet, UnetKey(key[UnetPrefix.Length..], layout.UnetLayersPerBlock));
+        if (key.StartsWith(VaePrefix, StringComparison.Ordinal))
+        {
+            var (name, conversion) = VaeKey(key[VaePrefix.Length..], layout.VaeBlocks);
+            return KeyTarget.One(SdComponent.Vae, name, conversion);
+        }
+        if (key.StartsWith(ClipPrefix, StringComparison.Ordinal))
+        {
+            var name = ClipKey(key[ClipPrefix.Length..]);
+            return name == Ignore ? KeyTarget.NotRead : KeyTarget.One(SdComponent.TextEncoder, name);
+        }
+        if (key.StartsWith(OpenClipPrefix, StringComparison.Ordinal))
+        {
+            var rest = key[OpenClipPrefix.Length..];
+            if (IsInProjection(rest, out var layerPrefix, out var suffix))
+            {
+                if (LayerIndex(rest) >= layout.TextEncoderLayers) return KeyTarget.NotRead;
+                return new KeyTarget(SdComponent.TextEncoder,
+                [
+                    ($"{layerPrefix}.self_attn.q_proj.{suffix}", TensorConversion.QueryRows),
+                    ($"{layerPrefix}.self_attn.k_proj.{suffix}", TensorConversion.KeyRows),
+                    ($"{layerPrefix}.self_attn.v_proj.{suffix}", TensorConversion.ValueRows),
+                ], false);
+            }
+            var name = OpenClipKey(rest, layout.TextEncoderLayers);
+            return name == Ignore ? KeyTarget.NotRead : KeyTarget.One(SdComponent.TextEncoder, name);
+        }
+        if (key.StartsWith("cond_stage_model.", StringComparison.Ordinal)) return KeyTarget.Unknown;
+        return KeyTarget.NotRead; // not a network weight: DDPM buffers (ScheduleBuffers), `model_ema.*` copies, training state
     }
 
     /// True for the keys LDM's LatentDiffusion stores that are not weights (its noise schedule).
@@ -98,11 +119,8 @@ public static class LdmKeyMap
     /// `rest` is the key without `model.diffusion_model.`; null when no rule applies.
     internal static string? UnetKey(string rest, int layersPerBlock)
     {
-        if (Strip(rest, "time_embed.0.") is { } t0) return "time_embedding.linear_1." + t0;
-        if (Strip(rest, "time_embed.2.") is { } t2) return "time_embedding.linear_2." + t2;
-        if (Strip(rest, "input_blocks.0.0.") is { } ci) return "conv_in." + ci;
-        if (Strip(rest, "out.0.") is { } no) return "conv_norm_out." + no;
-        if (Strip(rest, "out.2.") is { } co) return "conv_out." + co;
+        foreach (var (ldm, diffusers) in UnetFixedNames)
+            if (Strip(rest, ldm) is { } tail) return diffusers + tail;
 
         int perLevel = layersPerBlock + 1; // the resnets of a level, then its downsampler (input) or its extra resnet (output)
         if (Index(rest, "input_blocks.") is { } input && input.Number >= 1 && Index(input.Tail, "") is { } inner)
@@ -136,6 +154,14 @@ public static class LdmKeyMap
         }
         return null;
     }
+
+    /// The UNet modules outside the numbered blocks: the timestep MLP (Sequential Linear, SiLU, Linear), conv_in
+    /// (input_blocks.0), and the output head (Sequential GroupNorm, SiLU, Conv).
+    private static readonly (string Ldm, string Diffusers)[] UnetFixedNames =
+    [
+        ("time_embed.0.", "time_embedding.linear_1."), ("time_embed.2.", "time_embedding.linear_2."),
+        ("input_blocks.0.0.", "conv_in."), ("out.0.", "conv_norm_out."), ("out.2.", "conv_out."),
+    ];
 
     /// openaimodel.ResBlock -> diffusers ResnetBlock2D. The Sequential indices skip the activations (in_layers:
     /// GroupNorm, SiLU, Conv; out_layers: GroupNorm, SiLU, Dropout, Conv; emb_layers: SiLU, Linear).
@@ -262,6 +288,129 @@ public static class LdmKeyMap
     }
 
     private static int LayerIndex(string rest) => Index(rest, "transformer.resblocks.")!.Value.Number;
+
+    // ---- the reverse: diffusers names -> LDM keys (writing a single file) ----
+
+    /// The full LDM key the diffusers tensor `name` of `component` is written under: the rules above run backwards
+    /// over the same name tables. OpenCLIP (`openClip`, SD 2.x) gives a layer's q_proj, k_proj and v_proj the one
+    /// fused in_proj key. `upBlockHasAttention(b)`: whether UNet up block b has attentions (its upsampler is then the
+    /// level's third module, `.2.conv`, else its second). Null when no rule applies. These rules are not trusted on
+    /// their own: the writer maps every key it makes forward again with `Target` and requires the name it started from.
+    public static string? LdmKey(SdComponent component, string name, LdmLayout layout, bool openClip, Func<int, bool> upBlockHasAttention)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentNullException.ThrowIfNull(layout);
+        ArgumentNullException.ThrowIfNull(upBlockHasAttention);
+        return component switch
+        {
+            SdComponent.Unet => UnetLdmKey(name, layout.UnetLayersPerBlock, upBlockHasAttention) is { } u ? UnetPrefix + u : null,
+            SdComponent.Vae => VaeLdmKey(name, layout.VaeBlocks) is { } v ? VaePrefix + v : null,
+            SdComponent.TextEncoder when openClip => OpenClipLdmKey(name) is { } o ? OpenClipPrefix + o : null,
+            SdComponent.TextEncoder => name.StartsWith("text_model.", StringComparison.Ordinal) ? ClipPrefix + name : null,
+            _ => null,
+        };
+    }
+
+    /// UNet2DConditionModel -> openaimodel.UNetModel (without `model.diffusion_model.`).
+    internal static string? UnetLdmKey(string name, int layersPerBlock, Func<int, bool> upBlockHasAttention)
+    {
+        foreach (var (ldm, diffusers) in UnetFixedNames)
+            if (Strip(name, diffusers) is { } tail) return ldm + tail;
+
+        int perLevel = layersPerBlock + 1;
+        if (Index(name, "down_blocks.") is { } down)
+        {
+            int first = 1 + down.Number * perLevel; // input_blocks.0 is conv_in
+            if (Index(down.Tail, "resnets.") is { } r) return ResnetLdm(r.Tail) is { } t ? $"input_blocks.{first + r.Number}.0.{t}" : null;
+            if (Index(down.Tail, "attentions.") is { } a) return $"input_blocks.{first + a.Number}.1.{a.Tail}";
+            if (Strip(down.Tail, "downsamplers.0.conv.") is { } op) return $"input_blocks.{first + layersPerBlock}.0.op.{op}";
+            return null;
+        }
+        if (Strip(name, "mid_block.") is { } mid)
+        {
+            if (Strip(mid, "resnets.0.") is { } r0) return ResnetLdm(r0) is { } t0 ? "middle_block.0." + t0 : null;
+            if (Strip(mid, "attentions.0.") is { } a) return "middle_block.1." + a;
+            if (Strip(mid, "resnets.1.") is { } r1) return ResnetLdm(r1) is { } t1 ? "middle_block.2." + t1 : null;
+            return null;
+        }
+        if (Index(name, "up_blocks.") is { } up)
+        {
+            int first = up.Number * perLevel;
+            if (Index(up.Tail, "resnets.") is { } r) return ResnetLdm(r.Tail) is { } t ? $"output_blocks.{first + r.Number}.0.{t}" : null;
+            if (Index(up.Tail, "attentions.") is { } a) return $"output_blocks.{first + a.Number}.1.{a.Tail}";
+            if (Strip(up.Tail, "upsamplers.0.conv.") is { } c)
+                return $"output_blocks.{first + layersPerBlock}.{(upBlockHasAttention(up.Number) ? 2 : 1)}.conv.{c}";
+        }
+        return null;
+    }
+
+    private static string? ResnetLdm(string tail)
+    {
+        foreach (var (ldm, diffusers) in ResnetNames)
+            if (Strip(tail, diffusers) is { } t) return ldm + t;
+        return null;
+    }
+
+    /// diffusers AutoencoderKL -> LDM's (without `first_stage_model.`).
+    internal static string? VaeLdmKey(string name, int blocks)
+    {
+        if (name.StartsWith("quant_conv.", StringComparison.Ordinal) || name.StartsWith("post_quant_conv.", StringComparison.Ordinal)) return name;
+        string? part = name.StartsWith("encoder.", StringComparison.Ordinal) ? "encoder"
+            : name.StartsWith("decoder.", StringComparison.Ordinal) ? "decoder" : null;
+        if (part is null) return null;
+        var sub = name[(part.Length + 1)..];
+
+        if (sub.StartsWith("conv_in.", StringComparison.Ordinal) || sub.StartsWith("conv_out.", StringComparison.Ordinal)) return name;
+        if (Strip(sub, "conv_norm_out.") is { } norm) return $"{part}.norm_out.{norm}";
+        if (Strip(sub, "mid_block.resnets.0.") is { } r0) return VaeResnetLdm(r0) is { } t0 ? $"{part}.mid.block_1.{t0}" : null;
+        if (Strip(sub, "mid_block.resnets.1.") is { } r1) return VaeResnetLdm(r1) is { } t1 ? $"{part}.mid.block_2.{t1}" : null;
+        if (Strip(sub, "mid_block.attentions.0.") is { } attn)
+        {
+            foreach (var (ldm, diffusers) in VaeAttentionNames)
+                if (Strip(attn, diffusers) is { } param) return $"{part}.mid.attn_1.{ldm}{param}";
+            return null;
+        }
+        if (part == "encoder" && Index(sub, "down_blocks.") is { } down)
+        {
+            if (Index(down.Tail, "resnets.") is { } res)
+                return VaeResnetLdm(res.Tail) is { } r ? $"encoder.down.{down.Number}.block.{res.Number}.{r}" : null;
+            if (Strip(down.Tail, "downsamplers.0.conv.") is { } ds) return $"encoder.down.{down.Number}.downsample.conv.{ds}";
+            return null;
+        }
+        if (part == "decoder" && Index(sub, "up_blocks.") is { } up && up.Number < blocks)
+        {
+            int level = blocks - 1 - up.Number;
+            if (Index(up.Tail, "resnets.") is { } res)
+                return VaeResnetLdm(res.Tail) is { } r ? $"decoder.up.{level}.block.{res.Number}.{r}" : null;
+            if (Strip(up.Tail, "upsamplers.0.conv.") is { } us) return $"decoder.up.{level}.upsample.conv.{us}";
+        }
+        return null;
+    }
+
+    private static string? VaeResnetLdm(string tail)
+    {
+        if (Strip(tail, "conv_shortcut.") is { } s) return "nin_shortcut." + s;
+        return VaeResnetNames.Any(n => tail.StartsWith(n, StringComparison.Ordinal)) ? tail : null;
+    }
+
+    /// transformers CLIPTextModel -> OpenCLIP's text tower (without `cond_stage_model.model.`), as diffusers'
+    /// convert_diffusers_to_original_stable_diffusion.py (convert_text_enc_state_dict_v20) names it.
+    internal static string? OpenClipLdmKey(string name)
+    {
+        switch (name)
+        {
+            case "text_model.embeddings.token_embedding.weight": return "token_embedding.weight";
+            case "text_model.embeddings.position_embedding.weight": return "positional_embedding";
+        }
+        if (Strip(name, "text_model.final_layer_norm.") is { } ln) return "ln_final." + ln;
+        if (Index(name, "text_model.encoder.layers.") is not { } layer) return null;
+        string block = $"transformer.resblocks.{layer.Number}.";
+        foreach (var p in new[] { "q_proj.", "k_proj.", "v_proj." })
+            if (Strip(layer.Tail, "self_attn." + p) is { } param && param is "weight" or "bias") return $"{block}attn.in_proj_{param}";
+        foreach (var (openClip, transformers) in OpenClipLayerNames)
+            if (Strip(layer.Tail, transformers) is { } param) return block + openClip + param;
+        return null;
+    }
 
     // ---- helpers ----
 

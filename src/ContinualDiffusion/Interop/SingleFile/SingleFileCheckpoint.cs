@@ -109,6 +109,12 @@ public sealed class SingleFileCheckpoint : IDisposable
         }
     }
 
+    /// The file's safetensors header: every LDM key with its dtype and shape.
+    public IReadOnlyDictionary<string, SafeTensorInfo> Header => _file.Tensors;
+
+    /// One LDM tensor as stored (a new tensor the caller owns); half precision is upcast to float32 unless `keepDType`.
+    public Tensor ReadStored(string ldmKey, bool keepDType = false) => _file.Read(ldmKey, keepDType);
+
     /// Loads the component's weights into `module` (built from Architecture's config for it), strictly.
     public void LoadWeights(nn.Module module, SdComponent component) =>
         StateDictLoader.LoadStrict(module, new LdmStateDict(_file, Mapping.For(component), component));

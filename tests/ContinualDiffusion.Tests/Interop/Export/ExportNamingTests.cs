@@ -103,8 +103,65 @@ public class ExportNamingTests
     public void Formats_parse_by_name_and_unknown_ones_are_refused()
     {
         foreach (var name in ExportFormats.Names) Assert.Equal(name, ExportFormats.Parse(name).Name());
-        Assert.Contains("known: kohya, diffusers, peft, merged", Assert.Throws<InputException>(() => ExportFormats.Parse("ckpt")).Message);
+        Assert.Contains("known: kohya, diffusers, peft, merged, merged-single-file", Assert.Throws<InputException>(() => ExportFormats.Parse("ckpt")).Message);
         Assert.False(ExportFormat.Merged.IsLora());
+        Assert.False(ExportFormat.MergedSingleFile.IsLora());
+        Assert.Equal(ExportFormat.MergedSingleFile, ExportFormats.Parse("merged-single-file"));
+    }
+
+    [Theory]
+    [InlineData(null, "")]
+    [InlineData("faces-", "faces-")]
+    [InlineData("run_2", "run_2")]
+    [InlineData("A1", "A1")]
+    [InlineData("_x-", "_x-")]
+    public void Embedding_prefixes_of_file_name_characters_are_taken(string? prefix, string expected)
+    {
+        Assert.Equal(expected, EmbeddingPrefix.Validate(prefix, ExportFormat.Kohya));
+        Assert.Equal(expected, EmbeddingPrefix.Validate(prefix, ExportFormat.MergedSingleFile));
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("a/b")]
+    [InlineData("../x")]
+    [InlineData("my faces")]
+    [InlineData("faces.")]
+    [InlineData("x\ny")]
+    [InlineData("héllo")]
+    [InlineData("<v>")]
+    [InlineData("-x")]
+    public void Embedding_prefixes_that_are_not_file_name_safe_are_one_line_errors(string prefix)
+    {
+        var e = Assert.Throws<InputException>(() => EmbeddingPrefix.Validate(prefix, ExportFormat.Kohya));
+        Assert.StartsWith("--embedding-prefix '", e.Message);
+        Assert.DoesNotContain("\n", e.Message);
+        Assert.Contains("expected 1 to 64 letters, digits, '_' or '-'", e.Message);
+    }
+
+    [Fact]
+    public void An_embedding_prefix_over_64_characters_is_refused() =>
+        Assert.Contains("expected 1 to 64", Assert.Throws<InputException>(() => EmbeddingPrefix.Validate(new string('a', 65), ExportFormat.Kohya)).Message);
+
+    [Theory]
+    [InlineData(ExportFormat.Diffusers)]
+    [InlineData(ExportFormat.Peft)]
+    [InlineData(ExportFormat.Merged)]
+    public void An_embedding_prefix_is_refused_for_formats_that_key_embeddings_by_token(ExportFormat format)
+    {
+        var e = Assert.Throws<InputException>(() => EmbeddingPrefix.Validate("faces-", format));
+        Assert.Contains($"--format {format.Name()} keys each embedding by its token", e.Message);
+        Assert.Equal("", EmbeddingPrefix.Validate(null, format));
+    }
+
+    [Fact]
+    public void A_prefix_names_the_embedding_files_and_the_prompt_words()
+    {
+        var concept = new ConceptEmbedding(1, "<v1>", null!) { StemPrefix = "faces-" };
+        Assert.Equal("faces-v1", concept.Stem);
+        Assert.Equal("/out/faces-v1.safetensors", EmbeddingFiles.A1111Path("/out", concept));
+        var targets = RunExport.Targets(ExportFormat.MergedSingleFile, "/out/model.safetensors", ["faces-v1", "faces-v2"]);
+        Assert.Equal(["/out/model.safetensors", "/out/faces-v1.safetensors", "/out/faces-v2.safetensors"], targets);
     }
 
     [Fact]
@@ -158,5 +215,7 @@ public class ExportNamingTests
         Assert.Equal(["/out/mine.safetensors", "/out/v1.safetensors", "/out/v2.safetensors"], targets);
         Assert.Equal(["/out/dir"], RunExport.Targets(ExportFormat.Peft, "/out/dir", ["v1"]));
         Assert.Contains("concept embedding file v1.safetensors", Assert.Throws<InputException>(() => RunExport.Targets(ExportFormat.Kohya, "/out/v1.safetensors", ["v1"])).Message);
+        Assert.Equal(["/out/m.safetensors", "/out/v1.safetensors"], RunExport.Targets(ExportFormat.MergedSingleFile, "/out/m.safetensors", ["v1"]));
+        Assert.Contains("a merged single-file checkpoint is one .safetensors file", Assert.Throws<InputException>(() => RunExport.Targets(ExportFormat.MergedSingleFile, "/out/m.ckpt", ["v1"])).Message);
     }
 }

@@ -41,6 +41,16 @@ public class ExportRefusalTests : IDisposable
     [InlineData("export --run RUN --format merged --out DIR --overwrite", "contains the run")]
     [InlineData("export --run RUN --format diffusers --out OUT/mine --overwrite", "is not an earlier export")]
     [InlineData("export --run RUN --format kohya --out OUT/existing-dir", "a kohya LoRA is one .safetensors file")]
+    [InlineData("export --run RUN --format kohya --out OUT/existing.safetensors --overwrite", "is not an earlier export")]
+    [InlineData("export --run RUN --format merged-single-file --out OUT/m.safetensors --rank 4", "only the LoRA formats")]
+    [InlineData("export --run RUN --format merged-single-file --out OUT/existing.safetensors", "already exists; pass --overwrite")]
+    [InlineData("export --run RUN --format merged-single-file --out OUT/existing.safetensors --overwrite", "is not an earlier export")]
+    [InlineData("export --run RUN --format merged-single-file --out OUT/model", "a merged single-file checkpoint is one .safetensors file")]
+    [InlineData("export --run RUN --format merged-single-file --out OUT/v3.safetensors", "concept embedding file v3.safetensors")]
+    [InlineData("export --run RUN --format merged-single-file --out OUT/faces-v1.safetensors --embedding-prefix faces-", "concept embedding file faces-v1.safetensors")]
+    [InlineData("export --run RUN --format kohya --out OUT/x.safetensors --embedding-prefix a/b", "--embedding-prefix 'a/b': expected 1 to 64 letters, digits")]
+    [InlineData("export --run RUN --format merged-single-file --out OUT/x.safetensors --embedding-prefix faces.", "--embedding-prefix 'faces.'")]
+    [InlineData("export --run RUN --format peft --out OUT/p --embedding-prefix faces-", "--embedding-prefix: --format peft keys each embedding by its token")]
     public void Bad_input_is_one_line_on_stderr_with_exit_code_2_and_nothing_is_written(string commandLine, string expected)
     {
         WriteRun();

@@ -19,13 +19,21 @@ public static class SyntheticRun
 
     public static IReadOnlyList<string> LayerNames => CrossAttentionLayers.KeyValue(TinyUnet).Select(l => l.Name).ToList();
 
-    /// Tasks 1..ranks.Length with these ranks.
-    public static RunDirectory Create(string dir, params int[] ranks)
+    /// Tasks 1..ranks.Length with these ranks, on the sd-tiny folder.
+    public static RunDirectory Create(string dir, params int[] ranks) => CreateOn(Fixture.SdTiny, dir, ranks);
+
+    /// The same on another base model with sd-tiny's UNet layout (the sd1-single-file fixture's model is one).
+    public static RunDirectory CreateOn(string model, string dir, params int[] ranks)
     {
         var run = new RunDirectory(dir);
         Directory.CreateDirectory(run.AdaptersDir);
         string hash;
-        using (var source = BaseModelSource.Open(Fixture.SdTiny)) hash = source.ComputeIdentityHash();
+        BaseModelInfo baseModel;
+        using (var source = BaseModelSource.Open(model))
+        {
+            hash = source.ComputeIdentityHash();
+            baseModel = BaseModelInfo.Of(source, hash);
+        }
         var layers = CrossAttentionLayers.KeyValue(TinyUnet);
         var tasks = new List<TaskEntry>();
         for (int t = 1; t <= ranks.Length; t++)
@@ -45,7 +53,7 @@ public static class SyntheticRun
                 FinalLoss = 0.1, WallTimeSeconds = 1, FinishedUtc = DateTimeOffset.UnixEpoch,
             });
         }
-        run.WriteManifest(new RunManifest { BaseModel = new BaseModelInfo(Fixture.SdTiny, hash), Method = "clora", Tasks = tasks });
+        run.WriteManifest(new RunManifest { BaseModel = baseModel, Method = "clora", Tasks = tasks });
         return run;
     }
 

@@ -1,0 +1,20 @@
+namespace ContinualDiffusion.Interop.Export;
+
+/// Stability AI's model spec, the `modelspec.*` safetensors metadata (sai_model_spec 1.0.0) as kohya-ss/sd-scripts
+/// `library/sai_model_spec.py` writes it for SD 1.x/2.x checkpoints, LoRAs and textual inversions.
+public static class ModelSpec
+{
+    public const string Version = "1.0.0";
+
+    /// `modelspec.implementation` of a checkpoint or an embedding (determine_implementation: IMPL_STABILITY_AI; an
+    /// SD 1/2 LoRA is "diffusers").
+    public const string StabilityAi = "https://github.com/Stability-AI/generative-models";
+
+    /// `stable-diffusion-v1`, `stable-diffusion-v2-512` or `stable-diffusion-v2-768-v`; adapters add `/lora` or
+    /// `/textual-inversion`.
+    public static string Architecture(ExportBaseModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return model.IsV2 ? model.IsVPrediction ? "stable-diffusion-v2-768-v" : "stable-diffusion-v2-512" : "stable-diffusion-v1";
+    }
+}
