@@ -18,8 +18,6 @@ namespace ContinualDiffusion.Interop.Export;
 ///   LoRA, as determine_implementation gives it).
 public static class KohyaLoraFile
 {
-    public const string SaiModelSpecVersion = ModelSpec.Version;
-
     /// The metadata for `lora` exported from `model`. `title`: the file's stem; `extra`: cdiff's own keys.
     public static Dictionary<string, string> Metadata(ExportBaseModel model, int rank, string title, string description,
         IEnumerable<string> triggerWords, IReadOnlyDictionary<string, string> extra)
@@ -36,16 +34,8 @@ public static class KohyaLoraFile
             ["ss_sd_model_name"] = System.IO.Path.GetFileName(model.Path.TrimEnd('/', '\\')),
             ["ss_output_name"] = title,
             ["ss_training_comment"] = description,
-            ["modelspec.sai_model_spec"] = SaiModelSpecVersion,
-            ["modelspec.architecture"] = Architecture(model),
-            ["modelspec.implementation"] = "diffusers",
-            ["modelspec.title"] = title,
-            ["modelspec.description"] = description,
-            ["modelspec.resolution"] = $"{model.Resolution}x{model.Resolution}",
-            ["modelspec.prediction_type"] = model.IsVPrediction ? "v" : "epsilon",
-            ["modelspec.trigger_phrase"] = string.Join(", ", triggerWords),
-            ["modelspec.date"] = DateTimeOffset.UtcNow.ToString("yyyy-MM-ddTHH:mm:ss", CultureInfo.InvariantCulture),
         };
+        ModelSpec.AddTo(metadata, model, Architecture(model), "diffusers", title, description, triggerWords);
         foreach (var (k, v) in extra) metadata[k] = v;
         return metadata;
     }

@@ -53,19 +53,8 @@ public static class MergedSingleFileExport
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(extra);
-        var metadata = new Dictionary<string, string>(StringComparer.Ordinal)
-        {
-            ["format"] = "pt",
-            ["modelspec.sai_model_spec"] = ModelSpec.Version,
-            ["modelspec.architecture"] = ModelSpec.Architecture(model),
-            ["modelspec.implementation"] = ModelSpec.StabilityAi,
-            ["modelspec.title"] = title,
-            ["modelspec.description"] = description,
-            ["modelspec.resolution"] = $"{model.Resolution}x{model.Resolution}",
-            ["modelspec.prediction_type"] = model.IsVPrediction ? "v" : "epsilon",
-            ["modelspec.trigger_phrase"] = string.Join(", ", triggerWords),
-            ["modelspec.date"] = DateTimeOffset.UtcNow.ToString("yyyy-MM-ddTHH:mm:ss", CultureInfo.InvariantCulture),
-        };
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal) { ["format"] = "pt" };
+        ModelSpec.AddTo(metadata, model, ModelSpec.Architecture(model), ModelSpec.StabilityAi, title, description, triggerWords);
         foreach (var (k, v) in extra) metadata[k] = v;
         return metadata;
     }
