@@ -7,6 +7,8 @@
 # heat maps, concept curves and the sample grid. Finished (method, seed) runs are cached in bench-out/runs/, so an
 # interrupted benchmark continues where it stopped when rerun with the same options.
 #   scripts/bench-continual.sh                 the comparison
+#   scripts/bench-continual.sh --all-methods   every method of `cdiff train --method` and the reference, same
+#                                              protocol → methods-out/ (over two hours; finished runs are cached)
 #   scripts/bench-continual.sh --lambda-sweep  the λ sweep on validation seeds (100, 101; never the reported ones),
 #                                              the benchmark's 5 tasks, 50 samples → lambda-out/ with the F-vs-A figure
 #                                              (a 3-task sweep picked λ 0.1, which lost to λ 1 over 5 tasks; see README)
@@ -16,7 +18,14 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 args=()
 sweep=0
-for a in "$@"; do if [ "$a" = "--lambda-sweep" ]; then sweep=1; else args+=("$a"); fi; done
+all=0
+for a in "$@"; do
+  case "$a" in
+    --lambda-sweep) sweep=1 ;;
+    --all-methods) all=1 ;;
+    *) args+=("$a") ;;
+  esac
+done
 given() { local a; for a in "${args[@]+"${args[@]}"}"; do [[ "$a" == "$1" || "$a" == "$1="* ]] && return 0; done; return 1; }
 default() { given "$1" || args+=("$1" "$2"); }   # an option given twice is an error, so add only missing ones
 
@@ -31,6 +40,12 @@ if [ "$sweep" = 1 ]; then
   default --tasks 5
   default --samples 50
   given --no-base-classes || args+=(--no-base-classes)
+elif [ "$all" = 1 ]; then
+  default --out "$PWD/methods-out"
+  default --methods clora,lora,textual-inversion,custom-diffusion,custom-diffusion-merge,magmax,ortho-init,anchored-lora,reference
+  default --seeds 0,1,2
+  default --tasks 5
+  default --samples 100
 else
   default --out "$PWD/bench-out"
   default --methods clora,lora,reference

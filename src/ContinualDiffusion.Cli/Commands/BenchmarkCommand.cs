@@ -19,7 +19,7 @@ internal static class BenchmarkCommand
         var originalConfig = CommonOptions.OriginalConfig();
         var predictionType = CommonOptions.PredictionType();
         var output = new Option<DirectoryInfo>("--out") { Description = "Folder for results.json, report.md, figures and sample grids (finished runs are cached there and reused).", DefaultValueFactory = _ => new DirectoryInfo("bench-out") };
-        var methods = new Option<string>("--methods") { Description = "Comma-separated methods: clora, lora (λ = 0), reference (each concept alone, no forgetting).", DefaultValueFactory = _ => "clora,lora,reference" };
+        var methods = new Option<string>("--methods") { Description = "Comma-separated methods: clora, lora (λ = 0), textual-inversion, custom-diffusion, custom-diffusion-merge, magmax, ortho-init, anchored-lora, and reference (each concept alone with LoRA, no forgetting).", DefaultValueFactory = _ => "clora,lora,reference" };
         var lambdas = new Option<string>("--lambdas") { Description = "Comma-separated λ values for a C-LoRA sweep (each an extra method 'clora-l<λ>'), e.g. 1e6,1e7.", DefaultValueFactory = _ => "" };
         var seeds = new Option<string>("--seeds") { Description = "Comma-separated seeds (concept images, initialisation, sampling noise).", DefaultValueFactory = _ => "0,1,2" };
         var tasks = new Option<int>("--tasks") { Description = "Number of tasks: the first N classes of --concepts.", DefaultValueFactory = _ => 5 };
@@ -52,14 +52,15 @@ internal static class BenchmarkCommand
         cmd.SetAction(parse =>
         {
             var baseConfig = TrainingConfig.Load(parse.GetValue(config)?.FullName ?? BenchmarkOptions.DefaultTrainingConfigPath);
-            var training = baseConfig with
+            // Options given here win over the config's per-method defaults too (Pinned drops them from every method).
+            var training = baseConfig.Pinned(new MethodDefaults
             {
-                Steps = parse.GetValue(trainSteps) ?? baseConfig.Steps,
-                Rank = parse.GetValue(rank) ?? baseConfig.Rank,
-                Lambda = parse.GetValue(lambda) ?? baseConfig.Lambda,
-                LearningRate = parse.GetValue(lr) ?? baseConfig.LearningRate,
-                TokenLearningRate = parse.GetValue(tokenLr) ?? baseConfig.TokenLearningRate,
-            };
+                Steps = parse.GetValue(trainSteps),
+                Rank = parse.GetValue(rank),
+                Lambda = parse.GetValue(lambda),
+                LearningRate = parse.GetValue(lr),
+                TokenLearningRate = parse.GetValue(tokenLr),
+            });
             var options = new BenchmarkOptions
             {
                 ModelPath = CommonOptions.FullPath(parse.GetValue(model))!,

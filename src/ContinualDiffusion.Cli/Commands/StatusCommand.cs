@@ -24,11 +24,12 @@ internal static class StatusCommand
                 stdout.WriteLine($"             single file; original config {single.OriginalConfig ?? "none"}, prediction type {single.PredictionType ?? "from the file"}");
             stdout.WriteLine($"method       {m.Method}");
             stdout.WriteLine();
-            stdout.WriteLine($"{"task",4}  {"token",-6} {"method",-6} {"rank",4} {"lambda",9} {"steps",6} {"final loss",10} {"time",8} {"parameters",11} {"bytes",10}");
+            int mw = Math.Max(6, status.Tasks.Select(t => t.Entry.Method.Length).DefaultIfEmpty(0).Max());
+            stdout.WriteLine($"{"task",4}  {"token",-6} {"method".PadRight(mw)} {"rank",4} {"lambda",9} {"steps",6} {"final loss",10} {"time",8} {"parameters",11} {"bytes",10}");
             foreach (var t in status.Tasks)
             {
                 var e = t.Entry;
-                stdout.WriteLine($"{e.Task,4}  {e.Token,-6} {e.Method,-6} {e.Rank,4} {e.Lambda,9:G3} {e.Steps,6} {e.FinalLoss,10:F5} {e.WallTimeSeconds,7:F0}s {t.Parameters,11:N0} {t.Bytes,10:N0}");
+                stdout.WriteLine($"{e.Task,4}  {e.Token,-6} {e.Method.PadRight(mw)} {e.Rank,4} {e.Lambda,9:G3} {e.Steps,6} {e.FinalLoss,10:F5} {e.WallTimeSeconds,7:F0}s {t.Parameters,11:N0} {t.Bytes,10:N0}");
             }
             stdout.WriteLine();
             stdout.WriteLine($"on disk      {status.TotalBytes:N0} bytes");

@@ -1,4 +1,6 @@
 using System.CommandLine;
+using ContinualDiffusion.Lora;
+using ContinualDiffusion.Methods;
 using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Training;
 using Serilog;
@@ -17,13 +19,19 @@ internal static class TrainCommand
         var originalConfig = CommonOptions.OriginalConfig();
         var predictionType = CommonOptions.PredictionType();
         var config = new Option<FileInfo?>("--config") { Description = "Training options as JSON (keys as in configs/train/defaults.json); command-line options override it." };
-        var method = new Option<string?>("--method") { Description = "clora (default: self-regularized C-LoRA) or lora (λ = 0, plain sequential LoRA)." };
-        method.AcceptOnlyFromAmong("clora", "lora");
+        var method = new Option<string?>("--method")
+        {
+            Description = "clora (default: self-regularized C-LoRA), lora (λ = 0, sequential LoRA), textual-inversion (token only), "
+                + "custom-diffusion (dense key/value weights, sequential), custom-diffusion-merge (each concept from the base model, closed-form merge), "
+                + "magmax (LoRA, element-wise max-magnitude merge), ortho-init (LoRA, input factor orthogonal to the past) or "
+                + "anchored-lora (LoRA penalised for changing the key/value outputs of past prompts and generic captions). Fixed per run.",
+        };
+        method.AcceptOnlyFromAmong([.. AdapterMethods.AllNames]);
         var steps = new Option<int?>("--steps") { Description = "Training steps for this task." };
         var lr = new Option<double?>("--lr") { Description = "Learning rate of the LoRA factors." };
         var tokenLr = new Option<double?>("--token-lr") { Description = "Learning rate of the new token's embedding." };
         var rank = new Option<int?>("--rank") { Description = "LoRA rank r." };
-        var lambda = new Option<double?>("--lambda") { Description = "Weight λ of the C-LoRA self-regularization penalty." };
+        var lambda = new Option<double?>("--lambda") { Description = "Weight λ of the penalty (clora: self-regularization; anchored-lora: text anchor)." };
         var batch = new Option<int?>("--batch-size") { Description = "Images per step." };
         var resolution = new Option<int?>("--resolution") { Description = "Training image side in pixels (default: the model's native size)." };
         var seed = new Option<long?>("--seed") { Description = "Random seed (same seed, same images, same options: same adapter)." };
@@ -38,10 +46,13 @@ internal static class TrainCommand
         };
         cmd.SetAction(parse =>
         {
-            var baseConfig = parse.GetValue(config) is { } file ? TrainingConfig.Load(file.FullName) : new TrainingConfig();
+            var fileConfig = parse.GetValue(config) is { } file ? TrainingConfig.Load(file.FullName) : TrainingConfig.LoadDefaults();
+            var baseConfig = fileConfig.ForMethod(parse.GetValue(method) ?? fileConfig.Method);
+            var chosen = ContinualMethod.Parse(baseConfig.Method);
+            foreach (var (name, given) in new[] { ("--rank", parse.GetValue(rank) is not null), ("--lambda", parse.GetValue(lambda) is not null), ("--lr", parse.GetValue(lr) is not null) })
+                if (given && chosen.WhyNotApplicable(name) is { } why) throw new InputException(why);
             var merged = baseConfig with
             {
-                Method = parse.GetValue(method) ?? baseConfig.Method,
                 Steps = parse.GetValue(steps) ?? baseConfig.Steps,
                 LearningRate = parse.GetValue(lr) ?? baseConfig.LearningRate,
                 TokenLearningRate = parse.GetValue(tokenLr) ?? baseConfig.TokenLearningRate,

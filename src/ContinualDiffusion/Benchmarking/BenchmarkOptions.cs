@@ -2,6 +2,7 @@ using System.Globalization;
 using ContinualDiffusion.Data;
 using ContinualDiffusion.Interop.SingleFile;
 using ContinualDiffusion.Training;
+using Methods_ = ContinualDiffusion.Methods;
 
 namespace ContinualDiffusion.Benchmarking;
 
@@ -16,7 +17,10 @@ public sealed record BenchmarkOptions
     /// small Fashion-MNIST model (higher learning rates than SD's defaults, batch 4, and a λ on the scale of
     /// this model's adapter deltas; see the README's benchmark section for the sweep behind it).
     public static string DefaultTrainingConfigPath => Path.Combine(AppContext.BaseDirectory, "configs", "train", "fashion.json");
-    public static readonly string[] KnownMethods = ["clora", "lora", ReferenceMethod];
+    public static readonly string[] KnownMethods = [.. Lora.AdapterMethods.AllNames, ReferenceMethod];
+
+    /// The default comparison: C-LoRA, sequential LoRA and the reference.
+    public static readonly string[] DefaultMethods = ["clora", "lora", ReferenceMethod];
 
     /// The base model every run starts from: a diffusers-format folder or an original-LDM single file.
     public required string ModelPath { get; init; }
@@ -24,7 +28,7 @@ public sealed record BenchmarkOptions
     public SingleFileOptions? SingleFile { get; init; }
     /// Where results.json, report.md, figures and the per-run cache go.
     public required string OutDir { get; init; }
-    public IReadOnlyList<string> Methods { get; init; } = KnownMethods;
+    public IReadOnlyList<string> Methods { get; init; } = DefaultMethods;
     /// Extra C-LoRA runs, one per λ (the sweep); the plain "clora" method runs at the training config's λ.
     public IReadOnlyList<double> Lambdas { get; init; } = [];
     public IReadOnlyList<long> Seeds { get; init; } = [0, 1, 2];
@@ -61,7 +65,7 @@ public sealed record BenchmarkOptions
         static void Require(bool ok, string message) { if (!ok) throw new InputException(message); }
         Require(!string.IsNullOrWhiteSpace(ModelPath), "--model is required (a diffusers-format Stable Diffusion folder, e.g. from `cdiff pretrain`, or a single-file .safetensors checkpoint)");
         Require(!string.IsNullOrWhiteSpace(OutDir), "--out must name a folder");
-        Require(Methods.Count > 0 || Lambdas.Count > 0, "--methods: give at least one of clora, lora, reference");
+        Require(Methods.Count > 0 || Lambdas.Count > 0, $"--methods: give at least one of {string.Join(", ", KnownMethods)}");
         foreach (var m in Methods)
             Require(KnownMethods.Contains(m), $"--methods: unknown method '{m}'; expected a comma-separated list of {string.Join(", ", KnownMethods)}");
         Require(Methods.Distinct().Count() == Methods.Count, "--methods: a method is listed twice");
@@ -85,13 +89,15 @@ public sealed record BenchmarkOptions
         return this;
     }
 
-    /// The runs each seed makes, in report order: clora, the λ sweep, lora, reference.
+    /// The runs each seed makes, in report order: clora, the λ sweep, lora, the other methods (in `--method` order),
+    /// reference.
     public IReadOnlyList<MethodSpec> MethodSpecs()
     {
         var specs = new List<MethodSpec>();
-        if (Methods.Contains("clora")) specs.Add(new MethodSpec("clora", "clora", Training.Lambda, Continual: true));
+        if (Methods.Contains("clora")) specs.Add(new MethodSpec("clora", "clora", Training.ForMethod("clora").Lambda, Continual: true));
         foreach (var l in Lambdas) specs.Add(new MethodSpec(MethodSpec.SweepLabel(l), "clora", l, Continual: true));
-        if (Methods.Contains("lora")) specs.Add(new MethodSpec("lora", "lora", 0, Continual: true));
+        foreach (var m in Lora.AdapterMethods.AllNames.Where(m => m != "clora" && Methods.Contains(m)))
+            specs.Add(new MethodSpec(m, m, Methods_.ContinualMethod.Parse(m).UsesPenalty ? Training.ForMethod(m).Lambda : 0, Continual: true));
         if (Methods.Contains(ReferenceMethod)) specs.Add(new MethodSpec(ReferenceMethod, "lora", double.NaN, Continual: false));
         var clash = specs.GroupBy(s => s.Label).FirstOrDefault(g => g.Count() > 1);
         if (clash is not null) throw new InputException($"--lambdas: λ makes the method name '{clash.Key}' twice (is the default λ in the sweep?)");

@@ -54,7 +54,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
             foreach (var spec in specs)
             {
                 cancel.ThrowIfCancellationRequested();
-                string fingerprint = $"{fingerprintBase}|{JsonSerializer.Serialize(spec, ResultsJson.Options)}|seed {seed}";
+                string fingerprint = $"{fingerprintBase}|{JsonSerializer.Serialize(spec, ResultsJson.Options)}|seed {seed}{MethodFingerprint(spec)}";
                 if (cache.TryLoad(spec.Label, seed, fingerprint) is { } cached && File.Exists(cache.SamplesPathOf(spec.Label, seed)))
                 {
                     _progress.Info($"{spec.Label} seed {seed}: reusing the finished run in {cache.PathOf(spec.Label, seed)}");
@@ -100,6 +100,9 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
         var grid = new Tensor?[tasks, tasks];
         var baseAfter = new Dictionary<string, double>();
         double trainSeconds = 0, sampleSeconds = 0;
+        var trainedValues = new List<long>();
+        var adapterBytes = new List<long>();
+        long? unetParameters = null;
         try
         {
             for (int t = 0; t < tasks; t++)
@@ -117,9 +120,13 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
                 string taskRun = spec.Continual ? runRoot : Path.Combine(runRoot, $"concept-{t + 1}");
                 TrainConcept(spec, seed, train, label, t, taskRun, name, cancel);
                 trainSeconds += clock.Elapsed.TotalSeconds;
+                var written = WrittenTask(taskRun, spec.Continual ? t + 1 : 1);
+                trainedValues.Add(written.Parameters);
+                adapterBytes.Add(written.Bytes);
 
                 clock.Restart();
                 using var model = RunModel.LoadForSampling(new RunDirectory(taskRun), device: device);
+                unetParameters ??= model.Unet.parameters().Sum(p => p.numel());
                 // Continual: every concept so far, with all adapters merged. Reference: only the new concept, with
                 // its own adapter alone (its token is <v1> in its own run); earlier concepts' scores cannot change.
                 var concepts = spec.Continual ? Enumerable.Range(0, t + 1) : [t];
@@ -162,7 +169,17 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
             Method = spec.Label, Lambda = spec.Lambda, Seed = seed, R = r, Mmd = mmd, Kid = kid,
             BaseClassAccuracyBefore = baseBefore ?? [], BaseClassAccuracyAfter = baseBefore is null ? [] : baseAfter,
             TrainSeconds = trainSeconds, SampleSeconds = sampleSeconds,
+            TrainedValuesPerTask = trainedValues.Count == 0 ? null : trainedValues.Average(),
+            AdapterBytesPerTask = adapterBytes.Count == 0 ? null : adapterBytes.Average(),
+            UnetParameters = unetParameters,
         };
+    }
+
+    /// The task just committed: the values its adapter file holds and its size.
+    private static Runs.TaskStatus WrittenTask(string runDir, int task)
+    {
+        var run = new RunDirectory(runDir);
+        return Runs.TaskStatus.Of(run, run.ReadManifest().Tasks.Single(e => e.Task == task));
     }
 
     /// Writes the concept's images (chosen by seed from the train split), trains it as a task, deletes the images.
@@ -193,9 +210,8 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
     public string KeptRunPath(string method) => Path.Combine(_o.OutDir, $"run-{RunCache.FileSafe(method)}");
 
     /// The training config of every task of a run: the benchmark's, with the method's name, λ and the seed.
-    public TrainingConfig TrainingConfigFor(MethodSpec spec, long seed) => _o.Training with
+    public TrainingConfig TrainingConfigFor(MethodSpec spec, long seed) => _o.Training.ForMethod(spec.TrainingMethod) with
     {
-        Method = spec.TrainingMethod,
         Lambda = double.IsNaN(spec.Lambda) ? _o.Training.Lambda : spec.Lambda,
         Seed = seed,
         CheckpointEvery = 0, // a benchmark task is redone, not resumed, if interrupted
@@ -265,9 +281,18 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
         }
     }
 
-    private static string PanelTitle(MethodSpec s) => s.Continual
-        ? (s.TrainingMethod == "lora" ? "LoRA (sequential)" : $"C-LoRA (λ = {ReportFormat.Lambda(s.Lambda)})")
-        : "reference (each concept alone)";
+    private static string PanelTitle(MethodSpec s) => !s.Continual ? "reference (each concept alone)" : s.TrainingMethod switch
+    {
+        "clora" => $"C-LoRA (λ = {ReportFormat.Lambda(s.Lambda)})",
+        "lora" => "LoRA (sequential)",
+        "textual-inversion" => "Textual Inversion",
+        "custom-diffusion" => "Custom Diffusion (sequential)",
+        "custom-diffusion-merge" => "Custom Diffusion (merge)",
+        "magmax" => "MagMax",
+        "ortho-init" => "LoRA ortho-init",
+        "anchored-lora" => $"anchored LoRA (λ = {ReportFormat.Lambda(s.Lambda)})",
+        _ => s.Label,
+    };
 
     /// The reference samples each concept with its own adapter only, so its score is the same after every later
     /// task (same adapter, same sampling seeds): R[t][i] = R[i][i].
@@ -298,8 +323,13 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
         _o.SampleSteps, _o.Guidance, _o.GuidanceRescale, _o.SampleBatch, _o.ScoreBaseClasses, _o.BasePromptTemplate, _o.ConceptPromptTemplate, _o.DataDir,
         protocol = "fine-grained v1", // FashionProtocol: concept pools, coarse base prompts, KID
         concepts = _o.Concepts.SequenceEqual(FashionConcepts.Labels) ? null : string.Join(",", _o.Concepts), // only when not the default, so earlier caches stay valid
-        training = Configuration.JsonConfig.Serialize(_o.Training),
+        training = Configuration.JsonConfig.Serialize(_o.Training with { Methods = null }), // a method's own defaults: MethodFingerprint
     });
+
+    /// What a run's numbers depend on beyond the shared fingerprint: the method's own defaults from the config's
+    /// `methods` section, when it has any (so methods without them keep the caches they had before the section existed).
+    private string MethodFingerprint(MethodSpec spec) =>
+        _o.Training.Methods is { } m && m.TryGetValue(spec.TrainingMethod, out var d) ? "|method defaults " + JsonSerializer.Serialize(d, ResultsJson.Options) : "";
 
     private Dictionary<string, string> ReportConfig(double classifierAccuracy, double wallSeconds)
     {

@@ -8,7 +8,8 @@ namespace ContinualDiffusion.Lora;
 ///
 ///     <layer>.lora_A   [out, r]   e.g. down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.lora_A
 ///     <layer>.lora_B   [r, in]
-///     token_embedding  [1, hidden]
+///     <layer>.delta    [out, in]  instead of the factors, for the dense methods (custom-diffusion*)
+///     token_embedding  [1, hidden]   (alone for textual-inversion)
 ///     __metadata__     format=pt, cdiff_format, format_version, task, token, rank, method, base_model_hash
 ///
 /// Writes are atomic (temp file + rename). Loading validates everything before returning, and every error
@@ -26,6 +27,7 @@ public static class AdapterFile
             tensors[AdapterSet.KeyA(layer)] = f.A;
             tensors[AdapterSet.KeyB(layer)] = f.B;
         }
+        foreach (var (layer, d) in adapter.DenseLayers) tensors[AdapterSet.KeyDelta(layer)] = d;
         // A diverged run must not leave a file that poisons every later task's merge.
         foreach (var (key, t) in tensors) RequireFinite(t, path, key, "refusing to save: ");
         SafeTensorsFile.Save(path, tensors, adapter.Metadata.ToSafeTensorsMetadata());
@@ -36,7 +38,7 @@ public static class AdapterFile
     {
         using var file = SafeTensorsFile.Open(path);
         var metadata = AdapterMetadata.Parse(file.Metadata, path);
-        var layers = LayerKeys(file, path);
+        var layers = LayerKeys(file, path, metadata);
         ValidateHeader(file, path, metadata, layers);
         if (expected is not null) CheckExpectation(file, path, metadata, layers, expected);
         return ReadAdapter(file, path, metadata, layers);
@@ -86,38 +88,69 @@ public static class AdapterFile
         }
     }
 
-    /// Every tensor key must be the token embedding or `<layer>.lora_A` / `<layer>.lora_B`, and every layer
-    /// must have both factors.
-    private static List<string> LayerKeys(SafeTensorsFile file, string path)
+    /// The layers a file changes: `Factored` have `<layer>.lora_A` and `<layer>.lora_B`, `Dense` have `<layer>.delta`.
+    private sealed record FileLayers(List<string> Factored, List<string> Dense)
     {
-        var layers = new SortedSet<string>(StringComparer.Ordinal);
+        public IEnumerable<string> All => Factored.Concat(Dense);
+    }
+
+    /// Every tensor key must be the token embedding, `<layer>.lora_A` / `<layer>.lora_B` (both of every layer) or
+    /// `<layer>.delta`, and the keys must be what the metadata's method writes.
+    private static FileLayers LayerKeys(SafeTensorsFile file, string path, AdapterMetadata metadata)
+    {
+        var factored = new SortedSet<string>(StringComparer.Ordinal);
+        var dense = new SortedSet<string>(StringComparer.Ordinal);
         foreach (var key in file.Tensors.Keys)
         {
             if (key == TokenEmbeddingKey) continue;
             string? layer = key.EndsWith(".lora_A", StringComparison.Ordinal) ? key[..^".lora_A".Length]
                 : key.EndsWith(".lora_B", StringComparison.Ordinal) ? key[..^".lora_B".Length]
                 : null;
+            if (layer is null && key.EndsWith(".delta", StringComparison.Ordinal) && key.Length > ".delta".Length)
+            {
+                dense.Add(key[..^".delta".Length]);
+                continue;
+            }
             if (string.IsNullOrEmpty(layer))
-                throw new AdapterFormatException($"{path}: unexpected key '{key}' (expected '<layer>.lora_A', '<layer>.lora_B' or '{TokenEmbeddingKey}')");
-            layers.Add(layer);
+                throw new AdapterFormatException($"{path}: unexpected key '{key}' (expected '<layer>.lora_A', '<layer>.lora_B', '<layer>.delta' or '{TokenEmbeddingKey}')");
+            factored.Add(layer);
         }
         if (!file.Tensors.ContainsKey(TokenEmbeddingKey))
             throw new AdapterFormatException($"{path}: missing key '{TokenEmbeddingKey}'");
-        if (layers.Count == 0)
-            throw new AdapterFormatException($"{path}: holds no '<layer>.lora_A' / '<layer>.lora_B' keys");
-        foreach (var layer in layers)
+        var method = metadata.Method;
+        if (method.IsLowRank())
+        {
+            if (factored.Count == 0) throw new AdapterFormatException($"{path}: holds no '<layer>.lora_A' / '<layer>.lora_B' keys");
+            if (dense.Count > 0) throw new AdapterFormatException($"{path}: unexpected key '{AdapterSet.KeyDelta(dense.First())}' (method {method.Name()} stores low-rank factors)");
+        }
+        else if (method.IsDense())
+        {
+            if (dense.Count == 0) throw new AdapterFormatException($"{path}: holds no '<layer>.delta' keys (method {method.Name()} stores dense deltas)");
+            if (factored.Count > 0) throw new AdapterFormatException($"{path}: unexpected key '{AdapterSet.KeyA(factored.First())}' (method {method.Name()} stores dense deltas)");
+        }
+        else if (factored.Count + dense.Count > 0)
+        {
+            string first = factored.Count > 0 ? AdapterSet.KeyA(factored.First()) : AdapterSet.KeyDelta(dense.First());
+            throw new AdapterFormatException($"{path}: unexpected key '{first}' (method {method.Name()} stores only '{TokenEmbeddingKey}')");
+        }
+        foreach (var layer in factored)
         {
             foreach (var key in new[] { AdapterSet.KeyA(layer), AdapterSet.KeyB(layer) })
                 if (!file.Tensors.ContainsKey(key)) throw new AdapterFormatException($"{path}: missing key '{key}'");
         }
-        return layers.ToList();
+        return new FileLayers(factored.ToList(), dense.ToList());
     }
 
-    private static void ValidateHeader(SafeTensorsFile file, string path, AdapterMetadata metadata, List<string> layers)
+    private static void ValidateHeader(SafeTensorsFile file, string path, AdapterMetadata metadata, FileLayers layers)
     {
         var token = file.Tensors[TokenEmbeddingKey];
         AdapterSet.ValidateTokenEmbedding(path, token.Shape, SafeTensorsFile.ToScalarType(token.DType));
-        foreach (var layer in layers)
+        foreach (var layer in layers.Dense)
+        {
+            var d = file.Tensors[AdapterSet.KeyDelta(layer)];
+            AdapterSet.ValidateDense(path, layer, d.Shape, SafeTensorsFile.ToScalarType(d.DType));
+        }
+        foreach (var layer in layers.Factored)
         {
             var a = file.Tensors[AdapterSet.KeyA(layer)];
             var b = file.Tensors[AdapterSet.KeyB(layer)];
@@ -126,7 +159,7 @@ public static class AdapterFile
         }
     }
 
-    private static void CheckExpectation(SafeTensorsFile file, string path, AdapterMetadata metadata, List<string> layers, AdapterExpectation expected)
+    private static void CheckExpectation(SafeTensorsFile file, string path, AdapterMetadata metadata, FileLayers layers, AdapterExpectation expected)
     {
         if (expected.BaseModelHash is { } hash && metadata.BaseModelHash != hash)
             throw new AdapterFormatException($"{path}: metadata 'base_model_hash' is '{metadata.BaseModelHash}', the loaded base model is '{hash}'");
@@ -135,15 +168,24 @@ public static class AdapterFile
         if (expected.Method is { } method && metadata.Method != method)
             throw new AdapterFormatException($"{path}: metadata 'method' is '{metadata.Method.Name()}', expected '{method.Name()}'");
 
-        var present = new HashSet<string>(layers, StringComparer.Ordinal);
+        // Every method that changes the UNet changes every adapted layer; textual inversion changes none.
+        Func<string, string> key = metadata.Method.IsDense() ? AdapterSet.KeyDelta : AdapterSet.KeyA;
+        var present = new HashSet<string>(layers.All, StringComparer.Ordinal);
         var missing = expected.Layers.Keys.Where(k => !present.Contains(k)).OrderBy(k => k, StringComparer.Ordinal).ToList();
-        if (missing.Count > 0)
-            throw new AdapterFormatException($"{path}: missing key '{AdapterSet.KeyA(missing[0])}'" + More(missing.Count, "layer"));
-        var extra = layers.Where(l => !expected.Layers.ContainsKey(l)).ToList();
+        if (present.Count > 0 && missing.Count > 0)
+            throw new AdapterFormatException($"{path}: missing key '{key(missing[0])}'" + More(missing.Count, "layer"));
+        var extra = layers.All.Where(l => !expected.Layers.ContainsKey(l)).ToList();
         if (extra.Count > 0)
-            throw new AdapterFormatException($"{path}: unexpected key '{AdapterSet.KeyA(extra[0])}' (the model has no such layer)" + More(extra.Count, "layer"));
+            throw new AdapterFormatException($"{path}: unexpected key '{key(extra[0])}' (the model has no such layer)" + More(extra.Count, "layer"));
 
-        foreach (var layer in layers)
+        foreach (var layer in layers.Dense)
+        {
+            var shape = expected.Layers[layer];
+            var d = file.Tensors[AdapterSet.KeyDelta(layer)];
+            if (d.Shape[0] != shape.Out || d.Shape[1] != shape.In)
+                throw new AdapterFormatException($"{path}: key '{AdapterSet.KeyDelta(layer)}' has shape {AdapterSet.Shape(d.Shape)}, the model's weight is {shape}");
+        }
+        foreach (var layer in layers.Factored)
         {
             var shape = expected.Layers[layer];
             var a = file.Tensors[AdapterSet.KeyA(layer)];
@@ -159,7 +201,7 @@ public static class AdapterFile
             throw new AdapterFormatException($"{path}: key '{TokenEmbeddingKey}' has shape [1, {hidden}], the text encoder expects [1, {h}]");
     }
 
-    private static AdapterSet ReadAdapter(SafeTensorsFile file, string path, AdapterMetadata metadata, List<string> layers)
+    private static AdapterSet ReadAdapter(SafeTensorsFile file, string path, AdapterMetadata metadata, FileLayers layers)
     {
         var owned = new List<Tensor>();
         Tensor Read(string key)
@@ -172,9 +214,11 @@ public static class AdapterFile
         try
         {
             var factors = new Dictionary<string, LoraFactors>(StringComparer.Ordinal);
-            foreach (var layer in layers)
+            foreach (var layer in layers.Factored)
                 factors[layer] = new LoraFactors(Read(AdapterSet.KeyA(layer)), Read(AdapterSet.KeyB(layer)));
-            return new AdapterSet(metadata, factors, Read(TokenEmbeddingKey), path);
+            var dense = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+            foreach (var layer in layers.Dense) dense[layer] = Read(AdapterSet.KeyDelta(layer));
+            return new AdapterSet(metadata, factors, dense, Read(TokenEmbeddingKey), path);
         }
         catch
         {

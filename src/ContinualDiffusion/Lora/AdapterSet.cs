@@ -18,37 +18,73 @@ public sealed record LoraFactors(Tensor A, Tensor B)
     public Tensor Delta() => A.matmul(B);
 }
 
-/// One task's adapter: the factors of every adapted layer (keyed by layer name, e.g.
-/// "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k"), the learned token's embedding [1, hidden]
-/// and the metadata. Construction validates everything, so an AdapterSet that exists is consistent.
+/// One task's adapter: what it changed in every adapted layer (keyed by layer name, e.g.
+/// "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k") — low-rank factors (`Layers`, the LoRA methods) or
+/// a dense delta (`DenseLayers`, Custom Diffusion) or nothing (textual inversion) — the learned token's embedding
+/// [1, hidden] and the metadata. Construction validates everything, so an AdapterSet that exists is consistent.
 /// Owns its tensors (dispose it).
 public sealed class AdapterSet : IDisposable
 {
     private readonly Dictionary<string, LoraFactors> _layers;
+    private readonly Dictionary<string, Tensor> _dense;
 
     public AdapterMetadata Metadata { get; }
+    /// Low-rank factors per layer (empty for a method without them).
     public IReadOnlyDictionary<string, LoraFactors> Layers => _layers;
+    /// Dense [out, in] deltas per layer (Custom Diffusion; empty otherwise).
+    public IReadOnlyDictionary<string, Tensor> DenseLayers => _dense;
     public Tensor TokenEmbedding { get; }
+
+    /// The layers this adapter changes (none for textual inversion).
+    public IEnumerable<string> LayerNames => _layers.Count > 0 ? _layers.Keys : _dense.Keys;
 
     /// Takes ownership of the tensors. Throws AdapterFormatException on inconsistent shapes or ranks.
     public AdapterSet(AdapterMetadata metadata, IReadOnlyDictionary<string, LoraFactors> layers, Tensor tokenEmbedding)
-        : this(metadata, layers, tokenEmbedding, $"adapter for task {metadata?.Task}")
+        : this(metadata, layers, new Dictionary<string, Tensor>(), tokenEmbedding, $"adapter for task {metadata?.Task}")
     {
     }
 
-    internal AdapterSet(AdapterMetadata metadata, IReadOnlyDictionary<string, LoraFactors> layers, Tensor tokenEmbedding, string source)
+    /// An adapter of dense deltas (Custom Diffusion) or, with none, of the token alone (textual inversion).
+    public AdapterSet(AdapterMetadata metadata, IReadOnlyDictionary<string, Tensor> denseLayers, Tensor tokenEmbedding)
+        : this(metadata, new Dictionary<string, LoraFactors>(), denseLayers, tokenEmbedding, $"adapter for task {metadata?.Task}")
+    {
+    }
+
+    internal AdapterSet(AdapterMetadata metadata, IReadOnlyDictionary<string, LoraFactors> layers, IReadOnlyDictionary<string, Tensor> dense,
+        Tensor tokenEmbedding, string source)
     {
         ArgumentNullException.ThrowIfNull(metadata);
         ArgumentNullException.ThrowIfNull(layers);
+        ArgumentNullException.ThrowIfNull(dense);
         ArgumentNullException.ThrowIfNull(tokenEmbedding);
         metadata.Validate(source);
-        if (layers.Count == 0) throw new AdapterFormatException($"{source}: holds no adapted layers");
+        var method = metadata.Method;
+        if (method.IsLowRank() && (layers.Count == 0 || dense.Count > 0))
+            throw new AdapterFormatException($"{source}: method {method.Name()} needs '<layer>.lora_A' / '<layer>.lora_B' keys and no '<layer>.delta' keys");
+        if (method.IsDense() && (dense.Count == 0 || layers.Count > 0))
+            throw new AdapterFormatException($"{source}: method {method.Name()} needs '<layer>.delta' keys and no low-rank factors");
+        if (!method.IsLowRank() && !method.IsDense() && (dense.Count > 0 || layers.Count > 0))
+            throw new AdapterFormatException($"{source}: method {method.Name()} trains only the token; the adapter must hold '{AdapterFile.TokenEmbeddingKey}' alone");
         foreach (var (name, factors) in layers) ValidateLayer(source, name, factors, metadata.Rank);
+        foreach (var (name, delta) in dense) ValidateDense(source, name, delta.shape, delta.dtype);
         ValidateTokenEmbedding(source, tokenEmbedding.shape, tokenEmbedding.dtype);
         Metadata = metadata;
         _layers = new Dictionary<string, LoraFactors>(layers, StringComparer.Ordinal);
+        _dense = new Dictionary<string, Tensor>(dense, StringComparer.Ordinal);
         TokenEmbedding = tokenEmbedding;
     }
+
+    /// The layer's delta [out, in] (A·B, or a copy of the dense delta), a new tensor the caller owns; null when this
+    /// adapter does not change the layer.
+    public Tensor? Delta(string layer)
+    {
+        if (_layers.TryGetValue(layer, out var f)) return f.Delta();
+        return _dense.TryGetValue(layer, out var d) ? d.clone() : null;
+    }
+
+    /// The number of trained values of the layers (factors or dense deltas; the token embedding not counted).
+    public long LayerParameterCount =>
+        _layers.Values.Sum(f => f.A.numel() + f.B.numel()) + _dense.Values.Sum(d => d.numel());
 
     /// Snapshots the current factors of trained layers (detached CPU copies) with the learned token embedding.
     public static AdapterSet FromLayers(IEnumerable<ContinualLoraLinear> layers, Tensor tokenEmbedding, AdapterMetadata metadata)
@@ -67,6 +103,24 @@ public sealed class AdapterSet : IDisposable
         return new AdapterSet(metadata, factors, token);
     }
 
+    /// Snapshots trained dense deltas (detached CPU copies, `layer name → [out, in]`) with the token embedding;
+    /// an empty map gives a token-only adapter (textual inversion).
+    public static AdapterSet FromDense(IEnumerable<(string Layer, Tensor Delta)> deltas, Tensor tokenEmbedding, AdapterMetadata metadata)
+    {
+        ArgumentNullException.ThrowIfNull(deltas);
+        ArgumentNullException.ThrowIfNull(tokenEmbedding);
+        var dense = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var (layer, delta) in deltas)
+        {
+            if (!dense.TryAdd(layer, Snapshot(delta)))
+                throw new AdapterFormatException($"adapter for task {metadata.Task}: layer '{layer}' appears twice");
+        }
+        Tensor token;
+        using (torch.NewDisposeScope())
+            token = Snapshot(tokenEmbedding.dim() == 1 ? tokenEmbedding.unsqueeze(0) : tokenEmbedding).MoveToOuterDisposeScope();
+        return new AdapterSet(metadata, dense, token);
+    }
+
     private static Tensor Snapshot(Tensor t)
     {
         using var noGrad = torch.no_grad();
@@ -76,6 +130,18 @@ public sealed class AdapterSet : IDisposable
 
     internal static string KeyA(string layer) => layer + ".lora_A";
     internal static string KeyB(string layer) => layer + ".lora_B";
+    internal static string KeyDelta(string layer) => layer + ".delta";
+
+    /// A dense delta must be a floating-point [out, in] matrix.
+    internal static void ValidateDense(string source, string layer, long[] shape, ScalarType dtype)
+    {
+        if (string.IsNullOrWhiteSpace(layer) || layer == AdapterFile.TokenEmbeddingKey)
+            throw new AdapterFormatException($"{source}: '{layer}' is not a valid layer name");
+        if (!IsFloat(dtype))
+            throw new AdapterFormatException($"{source}: key '{KeyDelta(layer)}' has dtype {dtype}, expected floating point");
+        if (shape.Length != 2 || shape[0] < 1 || shape[1] < 1)
+            throw new AdapterFormatException($"{source}: key '{KeyDelta(layer)}' has shape {Shape(shape)}, expected [out, in]");
+    }
 
     internal static void ValidateLayer(string source, string name, LoraFactors factors, int rank)
     {
@@ -117,6 +183,7 @@ public sealed class AdapterSet : IDisposable
             f.A.Dispose();
             f.B.Dispose();
         }
+        foreach (var d in _dense.Values) d.Dispose();
         TokenEmbedding.Dispose();
     }
 }

@@ -25,7 +25,7 @@ namespace ContinualDiffusion.Lora;
 /// cache are deliberately neither parameters nor buffers (they must not appear in a state dict and must not
 /// train); they live in a holder object so TorchSharp's RegisterComponents, which registers every Tensor field
 /// it finds as a buffer, does not see them.
-public sealed class ContinualLoraLinear : nn.Module<Tensor, Tensor>
+public sealed class ContinualLoraLinear : nn.Module<Tensor, Tensor>, IAdaptedLinear
 {
     // Field names are the registered parameter names (RegisterComponents uses them). Every other piece of state
     // lives in _frozen: RegisterComponents registers any Module / Tensor field (auto-property backing fields too).
@@ -192,6 +192,22 @@ public sealed class ContinualLoraLinear : nn.Module<Tensor, Tensor>
     {
         yield return lora_A;
         yield return lora_B;
+    }
+
+    public IEnumerable<(string Suffix, Parameter Value)> NamedTrainableParameters()
+    {
+        yield return ("lora_A", lora_A);
+        yield return ("lora_B", lora_B);
+    }
+
+    /// Replaces the down factor B's values (an initialisation, e.g. ortho-init's; before training starts).
+    public void ResetDown(Tensor down)
+    {
+        if (!down.shape.SequenceEqual(lora_B.shape))
+            throw new ArgumentException($"{LayerName}: down factor must be [{string.Join(", ", lora_B.shape)}], got [{string.Join(", ", down.shape)}]");
+        using var noGrad = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        lora_B.copy_(down.to(lora_B.dtype, lora_B.device));
     }
 
     protected override void Dispose(bool disposing)

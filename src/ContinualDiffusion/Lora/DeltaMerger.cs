@@ -4,9 +4,11 @@ using static TorchSharp.torch;
 
 namespace ContinualDiffusion.Lora;
 
-/// Turns saved adapters into dense weight deltas:
-/// - training task T: P = Σ_{t<T} A_t B_t per layer, handed to the injector as each layer's frozen past delta;
-/// - sampling after T tasks: W ← W + Σ_{t≤T} A_t B_t, in place, once, so sampling runs on plain Linears.
+/// Turns saved adapters into dense weight deltas by summing them (the methods whose tasks add up; MagMax and the
+/// Custom Diffusion merge combine them otherwise, Methods/PastDeltas):
+/// - training task T: P = Σ_{t<T} Δ_t per layer (Δ = A·B, or the dense delta), the frozen past delta;
+/// - sampling after T tasks: W ← W + Σ_{t≤T} Δ_t, in place, once, so sampling runs on plain Linears.
+/// A token-only adapter (textual inversion) changes no layer and adds nothing.
 /// Base weights are given as layer name → weight [out, in] (LoraInjector.BaseWeights builds that map).
 public static class DeltaMerger
 {
@@ -28,7 +30,7 @@ public static class DeltaMerger
             {
                 var acc = torch.zeros(w.shape, AccumulationType(w.dtype), w.device);
                 sums[name] = acc;
-                foreach (var a in list) AddDelta(acc, a.Layers[name]);
+                foreach (var a in list) AddDelta(acc, a, name);
             }
             return sums;
         }
@@ -75,28 +77,43 @@ public static class DeltaMerger
         finally { foreach (var a in adapters) a.Dispose(); }
     }
 
-    private static void AddDelta(Tensor acc, LoraFactors f)
+    private static void AddDelta(Tensor acc, AdapterSet adapter, string layer)
     {
-        using var a = f.A.to(acc.dtype, acc.device);
-        using var b = f.B.to(acc.dtype, acc.device);
-        acc.addmm_(a, b);
+        if (adapter.Layers.TryGetValue(layer, out var f))
+        {
+            using var a = f.A.to(acc.dtype, acc.device);
+            using var b = f.B.to(acc.dtype, acc.device);
+            acc.addmm_(a, b);
+        }
+        else if (adapter.DenseLayers.TryGetValue(layer, out var d))
+        {
+            using var delta = d.to(acc.dtype, acc.device);
+            acc.AddInPlace(delta);
+        }
     }
 
     private static ScalarType AccumulationType(ScalarType weight) =>
         weight == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
 
-    private static void CheckCovers(AdapterSet adapter, IReadOnlyDictionary<string, Tensor> baseWeights)
+    /// An adapter that changes layers must change exactly the model's adapted layers, with matching shapes; a
+    /// token-only adapter changes none.
+    internal static void CheckCovers(AdapterSet adapter, IReadOnlyDictionary<string, Tensor> baseWeights)
     {
         string source = $"adapter of task {adapter.Metadata.Task} ({adapter.Metadata.Token})";
+        bool dense = adapter.DenseLayers.Count > 0;
+        if (adapter.Layers.Count == 0 && !dense) return;
+        Func<string, string> key = dense ? AdapterSet.KeyDelta : AdapterSet.KeyA;
         foreach (var (name, w) in baseWeights)
         {
-            if (!adapter.Layers.TryGetValue(name, out var f))
-                throw new AdapterFormatException($"{source}: missing key '{AdapterSet.KeyA(name)}'");
-            if (f.OutFeatures != w.shape[0] || f.InFeatures != w.shape[1])
-                throw new AdapterFormatException($"{source}: key '{AdapterSet.KeyA(name)}' makes a [{f.OutFeatures}, {f.InFeatures}] delta, the weight is [{string.Join(", ", w.shape)}]");
+            (long Out, long In) shape;
+            if (adapter.Layers.TryGetValue(name, out var f)) shape = (f.OutFeatures, f.InFeatures);
+            else if (adapter.DenseLayers.TryGetValue(name, out var d)) shape = (d.shape[0], d.shape[1]);
+            else throw new AdapterFormatException($"{source}: missing key '{key(name)}'");
+            if (shape.Out != w.shape[0] || shape.In != w.shape[1])
+                throw new AdapterFormatException($"{source}: key '{key(name)}' makes a [{shape.Out}, {shape.In}] delta, the weight is [{string.Join(", ", w.shape)}]");
         }
-        var extra = adapter.Layers.Keys.FirstOrDefault(k => !baseWeights.ContainsKey(k));
+        var extra = adapter.LayerNames.FirstOrDefault(k => !baseWeights.ContainsKey(k));
         if (extra is not null)
-            throw new AdapterFormatException($"{source}: unexpected key '{AdapterSet.KeyA(extra)}' (the model has no such layer)");
+            throw new AdapterFormatException($"{source}: unexpected key '{key(extra)}' (the model has no such layer)");
     }
 }

@@ -24,7 +24,7 @@ public sealed record LoraTarget(string Name, Linear Base, Action<nn.Module<Tenso
     private static Linear AsLinear(string prefix, string name, nn.Module<Tensor, Tensor> module) => module switch
     {
         Linear l => l,
-        ContinualLoraLinear => throw new InvalidOperationException($"{prefix}.{name} already carries a LoRA adapter (injected twice?)"),
+        IAdaptedLinear => throw new InvalidOperationException($"{prefix}.{name} already carries an adapter (injected twice?)"),
         null => throw new ArgumentNullException(name, $"{prefix}.{name} is null"),
         _ => throw new InvalidOperationException($"{prefix}.{name} is a {module.GetType().Name}, expected a Linear"),
     };
@@ -39,6 +39,24 @@ public static class LoraInjector
     public static IReadOnlyList<ContinualLoraLinear> Inject(IEnumerable<LoraTarget> targets, int rank,
         IReadOnlyDictionary<string, Tensor>? pastDeltas = null, Generator? generator = null)
     {
+        var list = CheckedTargets(targets, pastDeltas);
+        // A rank the model cannot hold is the user's option, not a bug: say so before building anything.
+        var smallest = list.Select(t => t.Base.weight!).MinBy(w => Math.Min(w.shape[0], w.shape[1]))!;
+        long maxRank = Math.Min(smallest.shape[0], smallest.shape[1]);
+        if (rank < 1 || rank > maxRank)
+            throw new InputException($"--rank {rank}: must be in 1..{maxRank} for this model (its smallest adapted layer is [{smallest.shape[0]}, {smallest.shape[1]}])");
+        return Replace(list, t => new ContinualLoraLinear(t.Name, t.Base, rank, pastDeltas?[t.Name], generator));
+    }
+
+    /// Replaces each target with a DenseDeltaLinear (Custom Diffusion: the full weight trains, as a delta from zero).
+    public static IReadOnlyList<DenseDeltaLinear> InjectDense(IEnumerable<LoraTarget> targets, IReadOnlyDictionary<string, Tensor>? pastDeltas = null)
+    {
+        var list = CheckedTargets(targets, pastDeltas);
+        return Replace(list, t => new DenseDeltaLinear(t.Name, t.Base, pastDeltas?[t.Name]));
+    }
+
+    private static List<LoraTarget> CheckedTargets(IEnumerable<LoraTarget> targets, IReadOnlyDictionary<string, Tensor>? pastDeltas)
+    {
         ArgumentNullException.ThrowIfNull(targets);
         var list = targets.ToList();
         if (list.Count == 0) throw new ArgumentException("no layers to adapt", nameof(targets));
@@ -51,15 +69,13 @@ public static class LoraInjector
             var extra = pastDeltas.Keys.FirstOrDefault(k => list.All(t => t.Name != k));
             if (extra is not null) throw new ArgumentException($"past delta for '{extra}', which is not an adapted layer", nameof(pastDeltas));
         }
+        return list;
+    }
 
-        // A rank the model cannot hold is the user's option, not a bug: say so before building anything.
-        var smallest = list.Select(t => t.Base.weight!).MinBy(w => Math.Min(w.shape[0], w.shape[1]))!;
-        long maxRank = Math.Min(smallest.shape[0], smallest.shape[1]);
-        if (rank < 1 || rank > maxRank)
-            throw new InputException($"--rank {rank}: must be in 1..{maxRank} for this model (its smallest adapted layer is [{smallest.shape[0]}, {smallest.shape[1]}])");
-
-        // Build every wrapper before replacing anything, so a bad shape leaves the model untouched.
-        var layers = list.Select(t => new ContinualLoraLinear(t.Name, t.Base, rank, pastDeltas?[t.Name], generator)).ToList();
+    /// Builds every wrapper before replacing anything, so a bad shape leaves the model untouched.
+    private static IReadOnlyList<T> Replace<T>(List<LoraTarget> list, Func<LoraTarget, T> wrap) where T : nn.Module<Tensor, Tensor>
+    {
+        var layers = list.Select(wrap).ToList();
         for (int i = 0; i < list.Count; i++) list[i].Replace(layers[i]);
         return layers;
     }

@@ -1,6 +1,7 @@
 using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Interop.SingleFile;
 using ContinualDiffusion.Lora;
+using ContinualDiffusion.Methods;
 using ContinualDiffusion.Models;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -8,8 +9,9 @@ using static TorchSharp.torch;
 namespace ContinualDiffusion.Runs;
 
 /// Builds the model a run describes: its base model (checked against the manifest's hash) with every finished
-/// task's concept token registered and, for sampling, the sum of all tasks' deltas merged into the weights
-/// once, so sampling costs exactly what the base model costs.
+/// task's concept token registered and, for sampling, all tasks' deltas composed as the run's method composes them
+/// (Methods/TaskComposition: summed for most) merged into the weights once, so sampling costs exactly what the base
+/// model costs.
 public static class RunModel
 {
     /// The run's base model, opened as task 1 opened it: the manifest's path and single-file options, unless the
@@ -68,8 +70,7 @@ public static class RunModel
             try
             {
                 foreach (var a in adapters) model.AddConcept(a.Metadata.Token, a.TokenEmbedding);
-                var weights = BaseWeights(model);
-                DeltaMerger.MergeInto(weights, adapters);
+                TaskComposition.MergeInto(ContinualMethod.Parse(manifest.Method), model, BaseWeights(model), adapters);
             }
             finally { foreach (var a in adapters) a.Dispose(); }
             return model;

@@ -4,6 +4,7 @@ using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Imaging;
 using ContinualDiffusion.Interop.SingleFile;
 using ContinualDiffusion.Lora;
+using ContinualDiffusion.Methods;
 using ContinualDiffusion.Models;
 using ContinualDiffusion.Runs;
 using ContinualDiffusion.Sampling;
@@ -62,13 +63,13 @@ public static class ContinualTraining
         var clock = Stopwatch.StartNew();
         using var model = StableDiffusion.Load(source, r.Device);
 
-        // Earlier tasks: their tokens (frozen) and Σ A·B as each layer's frozen past delta.
+        // Earlier tasks: their tokens (frozen) and, composed as the method composes them, each layer's frozen past delta.
         var pastAdapters = manifest is null ? [] : RunModel.LoadAdapters(run, manifest, model, r.Task - 1);
-        Dictionary<string, Tensor> past;
+        Dictionary<string, Tensor>? past;
         try
         {
             foreach (var a in pastAdapters) model.AddConcept(a.Metadata.Token, a.TokenEmbedding);
-            past = DeltaMerger.SumDeltas(RunModel.BaseWeights(model), pastAdapters);
+            past = TaskComposition.ForTraining(ContinualMethod.Parse(config.Method), RunModel.BaseWeights(model), pastAdapters);
         }
         finally { foreach (var a in pastAdapters) a.Dispose(); }
 
@@ -79,7 +80,7 @@ public static class ContinualTraining
 
         using var latents = ConceptLatents.Encode(model.Vae, images.Pixels.to(model.Device), config.HorizontalFlip);
         using var trainer = new TaskTrainer(model, latents, token, tokenId, past, config, r.Task);
-        foreach (var t in past.Values) t.Dispose();
+        if (past is not null) foreach (var t in past.Values) t.Dispose();
 
         var checkpointPath = Path.Combine(run.CheckpointDir(r.Task), CheckpointFile);
         var checkpointIdentity = CheckpointIdentity(r.Task, baseHash, images.SetHash, config);
@@ -170,7 +171,7 @@ public static class ContinualTraining
         if (!double.IsFinite(finalLoss)) throw new TrainingDivergedException($"task {r.Task}: final loss {finalLoss}; nothing was written");
         AdapterMethods.TryParse(config.Method, out var method);
         var adapterPath = Path.Combine(run.AdaptersDir, $"task-{r.Task:D3}-{DateTime.UtcNow:yyyyMMddHHmmssfff}.safetensors");
-        using (var adapter = trainer.ToAdapterSet(new AdapterMetadata(r.Task, token, config.Rank, method, baseModel.Hash)))
+        using (var adapter = trainer.ToAdapterSet(new AdapterMetadata(r.Task, token, config.EffectiveRank, method, baseModel.Hash)))
             AdapterFile.Save(adapterPath, adapter);
 
         var entry = new TaskEntry
@@ -180,7 +181,7 @@ public static class ContinualTraining
             AdapterSha256 = RunDirectory.Sha256File(adapterPath),
             AdapterBytes = new FileInfo(adapterPath).Length,
             ImageSetHash = images.SetHash, ImageCount = images.Count,
-            Method = config.Method, Rank = config.Rank, Lambda = config.EffectiveLambda, Steps = config.Steps,
+            Method = config.Method, Rank = config.EffectiveRank, Lambda = config.EffectiveLambda, Steps = config.Steps,
             LearningRate = config.LearningRate, Seed = config.Seed, FinalLoss = finalLoss, WallTimeSeconds = seconds,
             FinishedUtc = DateTimeOffset.UtcNow,
         };

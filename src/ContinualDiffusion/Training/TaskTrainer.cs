@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using ContinualDiffusion.Lora;
+using ContinualDiffusion.Methods;
 using ContinualDiffusion.Models;
 using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Schedulers;
@@ -14,9 +15,10 @@ public sealed record TrainStepReport(int Step, int TotalSteps, double Loss, doub
 /// A training loss that is NaN or infinite: training stops and nothing of the task is written.
 public sealed class TrainingDivergedException(string message) : Exception(message);
 
-/// Trains one C-LoRA task on a loaded model: the current adapters A_t, B_t on every cross-attention key/value
-/// projection and the new token's embedding row; everything else frozen. The loss is the diffusion MSE plus
-/// λ · Σ ‖|P| ⊙ A_t B_t‖²_F (SelfRegularizer; zero at task 1 and for `--method lora`).
+/// Trains one task on a loaded model: what the method trains on every cross-attention key/value projection (low-rank
+/// factors A_t, B_t; a dense delta for Custom Diffusion; nothing for textual inversion) and the new token's embedding
+/// row; everything else frozen. The loss is the diffusion MSE plus, for C-LoRA, λ · Σ ‖|P| ⊙ A_t B_t‖²_F
+/// (SelfRegularizer; zero at task 1).
 ///
 /// Randomness is a pure function of (seed, task, step), so a fixed seed gives the same adapter twice and a
 /// resumed run continues exactly where the interrupted one stopped with no RNG state to carry.
@@ -26,7 +28,10 @@ public sealed class TaskTrainer : IDisposable
     private readonly ConceptLatents _latents;
     private readonly TrainingConfig _config;
     private readonly NoiseSchedule _schedule;
-    private readonly IReadOnlyList<ContinualLoraLinear> _layers;
+    private readonly ContinualMethod _method;
+    private readonly IReadOnlyList<IAdaptedLinear> _layers;
+    private readonly IReadOnlyList<ContinualLoraLinear> _penalized;
+    private readonly TextAnchor? _anchor;
     private readonly TorchSharp.Modules.Parameter _token;
     private readonly AdamW _optimizer;
     private readonly IReadOnlyList<TorchSharp.Modules.Parameter> _trainable;
@@ -35,34 +40,64 @@ public sealed class TaskTrainer : IDisposable
 
     public long TokenId { get; }
     public int Step { get; private set; }
-    public IReadOnlyList<ContinualLoraLinear> Layers => _layers;
+    public IReadOnlyList<IAdaptedLinear> Layers => _layers;
     public Tensor TokenEmbedding => _token;
 
-    /// `pastDeltas`: Σ of the earlier tasks' A·B per adapted layer (zeros at task 1).
+    /// `pastDeltas`: the earlier tasks' composed delta per adapted layer (TaskComposition.ForTraining; null = zeros).
     public TaskTrainer(StableDiffusion model, ConceptLatents latents, string token, long tokenId,
-        IReadOnlyDictionary<string, Tensor> pastDeltas, TrainingConfig config, int task)
+        IReadOnlyDictionary<string, Tensor>? pastDeltas, TrainingConfig config, int task)
     {
         _model = model; _latents = latents; _config = config; _task = task; TokenId = tokenId;
+        _method = ContinualMethod.Parse(config.Method);
         _schedule = new NoiseSchedule(model.SchedulerConfig);
         model.Freeze();
         TorchSetup.UseTrainingSafeKernels();
         using var init = new Generator(unchecked((ulong)Mix(config.Seed, task, -1)));
-        _layers = LoraInjector.Inject(model.CrossAttentionKeyValueTargets(), config.Rank, pastDeltas, init);
+        var targets = model.CrossAttentionKeyValueTargets();
+        if (_method.LowRank)
+        {
+            var lora = LoraInjector.Inject(targets, config.Rank, pastDeltas, init);
+            if (_method.OrthogonalInit)
+                foreach (var l in lora.Where(l => !l.PastDeltaIsZero))
+                {
+                    using var down = OrthogonalInit.ProjectDown(l.LoraB, l.PastDelta);
+                    l.ResetDown(down);
+                }
+            _layers = lora;
+            _penalized = _method.UsesPenalty ? lora : [];
+            if (_method.Penalty == PenaltyKind.TextAnchor) _anchor = BuildAnchor(model, token);
+        }
+        else
+        {
+            _layers = _method.Dense ? LoraInjector.InjectDense(targets, pastDeltas) : [];
+            _penalized = [];
+        }
+        var layerParameters = _layers.SelectMany(l => l.NamedTrainableParameters().Select(p => p.Value)).ToList();
         using (torch.NewDisposeScope()) // the lookup's temporaries stay owned until the parameter is made
         {
             _token = new TorchSharp.Modules.Parameter(model.TextEncoder.GetTokenEmbedding(tokenId).to(model.Device).unsqueeze(0), requires_grad: true);
             _token.DetachFromDisposeScope(); // owned by this trainer (Dispose)
         }
-        _trainable = [.. LoraInjector.TrainableParameters(_layers), _token];
-        _optimizer = new AdamW(
-        [
-            new AdamW.Group("lora", LoraInjector.TrainableParameters(_layers).Cast<Tensor>().ToList(), config.LearningRate),
-            new AdamW.Group("token", [_token], config.TokenLearningRate, WeightDecay: 0),
-        ]);
+        _trainable = [.. layerParameters, _token];
+        var groups = new List<AdamW.Group>();
+        if (layerParameters.Count > 0) groups.Add(new AdamW.Group("lora", layerParameters.Cast<Tensor>().ToList(), config.LearningRate));
+        groups.Add(new AdamW.Group("token", [_token], config.TokenLearningRate, WeightDecay: 0));
+        _optimizer = new AdamW(groups);
         // Token ids per prompt template are fixed; only the embedding of the new token changes between steps.
         _templateIds = config.PromptTemplates
             .Select(t => model.Tokenize([t.Replace("{}", token)]).DetachFromDisposeScope())
             .ToArray();
+    }
+
+    /// The text features anchored-lora keeps the outputs of: the past concepts' prompts and the generic captions.
+    private static TextAnchor BuildAnchor(StableDiffusion model, string token)
+    {
+        using var scope = torch.NewDisposeScope();
+        var groups = new List<Tensor>();
+        var past = model.Tokenizer.ConceptTokens.Where(t => t != token).ToList();
+        if (past.Count > 0) groups.Add(torch.cat(past.Select(t => MergeFeatures.Concept(model, t)).ToList(), 0));
+        groups.Add(MergeFeatures.Regularization(model, MergeFeatures.ReadCaptions(MergeFeatures.DefaultCaptionsPath)));
+        return new TextAnchor(groups);
     }
 
     /// Deterministic stream id for (seed, task, step).
@@ -103,7 +138,7 @@ public sealed class TaskTrainer : IDisposable
         using var text = _model.TextEncoder.Encode(ids, new Dictionary<long, Tensor> { [TokenId] = _token });
         var pred = _model.Unet.forward(noisy, t, text.LastHiddenState);
         var mse = nn.functional.mse_loss(pred, target);
-        var penalty = SelfRegularizer.Penalty(_layers);
+        var penalty = _anchor is not null ? _anchor.Penalty(_penalized) : SelfRegularizer.Penalty(_penalized);
         var loss = _config.EffectiveLambda > 0 ? mse.Plus(penalty.Times(_config.EffectiveLambda)) : mse;
 
         double lossValue = loss.item<float>();
@@ -122,7 +157,7 @@ public sealed class TaskTrainer : IDisposable
     private string NonFiniteReport(Tensor pred, Tensor context)
     {
         static bool Bad(Tensor x) => !x.isfinite().all().item<bool>();
-        var bad = _layers.Where(l => Bad(l.LoraA) || Bad(l.LoraB)).Select(l => l.LayerName).ToList();
+        var bad = _layers.Where(l => l.NamedTrainableParameters().Any(p => Bad(p.Value))).Select(l => l.LayerName).ToList();
         var parts = new List<string>();
         if (bad.Count > 0) parts.Add($"{bad.Count} adapter layer(s) non-finite, first {bad[0]}");
         if (Bad(_token)) parts.Add("token embedding non-finite");
@@ -136,10 +171,7 @@ public sealed class TaskTrainer : IDisposable
     {
         var d = _optimizer.StateTensors();
         foreach (var l in _layers)
-        {
-            d[$"{l.LayerName}.lora_A"] = l.LoraA;
-            d[$"{l.LayerName}.lora_B"] = l.LoraB;
-        }
+            foreach (var (suffix, p) in l.NamedTrainableParameters()) d[$"{l.LayerName}.{suffix}"] = p;
         d["token_embedding"] = _token;
         d["step"] = torch.tensor((long)Step);
         return d;
@@ -165,10 +197,7 @@ public sealed class TaskTrainer : IDisposable
             return v;
         }
         foreach (var l in _layers)
-        {
-            l.LoraA.copy_(Like($"{l.LayerName}.lora_A", l.LoraA));
-            l.LoraB.copy_(Like($"{l.LayerName}.lora_B", l.LoraB));
-        }
+            foreach (var (suffix, p) in l.NamedTrainableParameters()) p.copy_(Like($"{l.LayerName}.{suffix}", p));
         _token.copy_(Like("token_embedding", _token));
         _optimizer.LoadStateTensors(d, source);
         var step = Get("step");
@@ -178,11 +207,14 @@ public sealed class TaskTrainer : IDisposable
     }
 
     /// The finished task's adapter (detached CPU copies).
-    public AdapterSet ToAdapterSet(AdapterMetadata metadata) => AdapterSet.FromLayers(_layers, _token, metadata);
+    public AdapterSet ToAdapterSet(AdapterMetadata metadata) => _method.LowRank
+        ? AdapterSet.FromLayers(_layers.Cast<ContinualLoraLinear>(), _token, metadata)
+        : AdapterSet.FromDense(_layers.Cast<DenseDeltaLinear>().Select(l => (l.LayerName, (Tensor)l.Delta)), _token, metadata);
 
     public void Dispose()
     {
         _optimizer.Dispose();
+        _anchor?.Dispose();
         foreach (var ids in _templateIds) ids.Dispose();
         _token.Dispose();
     }

@@ -1,4 +1,6 @@
+using System.Text.Json.Serialization;
 using ContinualDiffusion.Configuration;
+using ContinualDiffusion.Methods;
 
 namespace ContinualDiffusion.Training;
 
@@ -6,7 +8,8 @@ namespace ContinualDiffusion.Training;
 /// Defaults here equal the shipped defaults file so a missing key means "the default".
 public sealed record TrainingConfig
 {
-    /// "clora" (self-regularized, the paper's method) or "lora" (λ = 0: plain sequential LoRA baseline).
+    /// "clora" (self-regularized, the paper's method), "lora" (λ = 0: plain sequential LoRA baseline) or another
+    /// method of Methods/ContinualMethod ("textual-inversion", "custom-diffusion", "magmax", ...).
     public string Method { get; init; } = "clora";
     public int Steps { get; init; } = 400;
     public double LearningRate { get; init; } = 5e-4;
@@ -26,8 +29,19 @@ public sealed record TrainingConfig
     public long MaxImagePixels { get; init; } = 40_000_000;
     /// "{}" is replaced by the concept token; the class noun is deliberately absent ("a photo of <v3>").
     public IReadOnlyList<string> PromptTemplates { get; init; } = ["a photo of {}"];
+    /// Per-method defaults, e.g. `"methods": {"textual-inversion": {"steps": 5000}}`: applied by ForMethod when that
+    /// method is chosen, before command-line options (which always win).
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyDictionary<string, MethodDefaults>? Methods { get; init; }
 
     public static TrainingConfig Load(string path) => JsonConfig.Load<TrainingConfig>(path).Validated(path);
+
+    /// configs/train/defaults.json next to the binaries: the record's defaults plus the per-method defaults for Stable
+    /// Diffusion (Textual Inversion's 5,000 steps at 5e-3, Custom Diffusion's 250 steps at 1e-5).
+    public static string DefaultsPath => Path.Combine(AppContext.BaseDirectory, "configs", "train", "defaults.json");
+
+    /// The shipped defaults file when it is there (it ships with every build), else the record's defaults.
+    public static TrainingConfig LoadDefaults() => File.Exists(DefaultsPath) ? Load(DefaultsPath) : new TrainingConfig();
 
     /// Rejects values that cannot train, naming the key (or option) and what is expected.
     /// With `asOptions`, keys are named as the command-line options that set them (--rank, --lr, ...).
@@ -38,7 +52,17 @@ public sealed record TrainingConfig
             if (ok) return;
             throw new ConfigException(asOptions ? $"{OptionName(key)} must be {expected}" : $"{source}: '{key}' must be {expected}");
         }
-        Require(Method is "clora" or "lora", "method", "'clora' or 'lora'");
+        Require(ContinualMethod.TryParse(Method, out _), "method", $"one of {string.Join(", ", Lora.AdapterMethods.AllNames)}");
+        foreach (var (name, d) in Methods ?? new Dictionary<string, MethodDefaults>())
+        {
+            Require(ContinualMethod.TryParse(name, out var m), $"methods.{name}", $"named after a method ({string.Join(", ", Lora.AdapterMethods.AllNames)})");
+            Require(d.Steps is null or > 0, $"methods.{name}.steps", "> 0");
+            Require(d.LearningRate is null || (d.LearningRate > 0 && double.IsFinite(d.LearningRate.Value)), $"methods.{name}.learning_rate", "a positive number");
+            Require(d.TokenLearningRate is null || (d.TokenLearningRate >= 0 && double.IsFinite(d.TokenLearningRate.Value)), $"methods.{name}.token_learning_rate", "a number >= 0");
+            Require(d.BatchSize is null or > 0, $"methods.{name}.batch_size", "> 0");
+            Require(d.Rank is null || (d.Rank > 0 && m.LowRank), $"methods.{name}.rank", m.LowRank ? "> 0" : $"absent (method {name} has no low-rank factors)");
+            Require(d.Lambda is null || (d.Lambda >= 0 && double.IsFinite(d.Lambda.Value) && m.UsesPenalty), $"methods.{name}.lambda", m.UsesPenalty ? ">= 0" : $"absent (method {name} has no penalty)");
+        }
         Require(Steps > 0, "steps", "> 0");
         Require(LearningRate > 0 && double.IsFinite(LearningRate), "learning_rate", "a positive number");
         Require(TokenLearningRate >= 0 && double.IsFinite(TokenLearningRate), "token_learning_rate", "a number >= 0");
@@ -57,9 +81,70 @@ public sealed record TrainingConfig
     {
         "learning_rate" => "--lr",
         "token_learning_rate" => "--token-lr",
+        _ when key.Contains('.') => $"config key '{key}'", // the methods section exists only in files
         _ => "--" + key.Replace('_', '-'),
     };
 
-    /// λ actually applied: the lora baseline is C-LoRA with the penalty switched off.
-    public double EffectiveLambda => Method == "lora" ? 0 : Lambda;
+    /// λ actually applied: only C-LoRA has the penalty (the lora baseline is C-LoRA with it switched off).
+    public double EffectiveLambda => ContinualMethod.TryParse(Method, out var m) && m.UsesPenalty ? Lambda : 0;
+
+    /// The LoRA rank actually used: 0 for a method without low-rank factors. Not serialised (benchmark caches are keyed
+    /// on the config's JSON, which predates this property).
+    [JsonIgnore]
+    public int EffectiveRank => ContinualMethod.TryParse(Method, out var m) && !m.LowRank ? 0 : Rank;
+
+    /// This config with the given values set for every method: applied to the base values and removed from every
+    /// method's defaults (command-line options always win over the `methods` section).
+    public TrainingConfig Pinned(MethodDefaults values)
+    {
+        var c = this with
+        {
+            Steps = values.Steps ?? Steps,
+            LearningRate = values.LearningRate ?? LearningRate,
+            TokenLearningRate = values.TokenLearningRate ?? TokenLearningRate,
+            Rank = values.Rank ?? Rank,
+            Lambda = values.Lambda ?? Lambda,
+            BatchSize = values.BatchSize ?? BatchSize,
+        };
+        if (Methods is null) return c;
+        return c with
+        {
+            Methods = Methods.ToDictionary(kv => kv.Key, kv => kv.Value with
+            {
+                Steps = values.Steps is null ? kv.Value.Steps : null,
+                LearningRate = values.LearningRate is null ? kv.Value.LearningRate : null,
+                TokenLearningRate = values.TokenLearningRate is null ? kv.Value.TokenLearningRate : null,
+                Rank = values.Rank is null ? kv.Value.Rank : null,
+                Lambda = values.Lambda is null ? kv.Value.Lambda : null,
+                BatchSize = values.BatchSize is null ? kv.Value.BatchSize : null,
+            }),
+        };
+    }
+
+    /// This config with `method` chosen and its per-method defaults (the `methods` section) applied.
+    public TrainingConfig ForMethod(string method)
+    {
+        var c = this with { Method = method };
+        if (Methods is null || !Methods.TryGetValue(method, out var d)) return c;
+        return c with
+        {
+            Steps = d.Steps ?? c.Steps,
+            LearningRate = d.LearningRate ?? c.LearningRate,
+            TokenLearningRate = d.TokenLearningRate ?? c.TokenLearningRate,
+            Rank = d.Rank ?? c.Rank,
+            Lambda = d.Lambda ?? c.Lambda,
+            BatchSize = d.BatchSize ?? c.BatchSize,
+        };
+    }
+}
+
+/// One method's defaults in a training config's `methods` section; a missing key keeps the config's value.
+public sealed record MethodDefaults
+{
+    public int? Steps { get; init; }
+    public double? LearningRate { get; init; }
+    public double? TokenLearningRate { get; init; }
+    public int? Rank { get; init; }
+    public double? Lambda { get; init; }
+    public int? BatchSize { get; init; }
 }

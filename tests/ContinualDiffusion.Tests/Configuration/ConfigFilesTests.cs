@@ -66,4 +66,44 @@ public class ConfigFilesTests : IDisposable
         var cfg = JsonConfig.Parse<TrainingConfig>("{ \"_class_name\": \"x\", \"steps\": 7 }", "inline");
         Assert.Equal(7, cfg.Steps);
     }
+
+    [Fact]
+    public void A_methods_section_sets_that_methods_defaults_and_options_given_win()
+    {
+        var cfg = JsonConfig.Parse<TrainingConfig>("""
+            { "steps": 100, "learning_rate": 0.002, "methods": { "textual-inversion": { "steps": 900, "token_learning_rate": 0.1 }, "custom-diffusion": { "learning_rate": 0.0001 } } }
+            """, "inline").Validated("inline");
+        var ti = cfg.ForMethod("textual-inversion");
+        Assert.Equal(("textual-inversion", 900, 0.1), (ti.Method, ti.Steps, ti.TokenLearningRate));
+        var cd = cfg.ForMethod("custom-diffusion");
+        Assert.Equal((100, 1e-4), (cd.Steps, cd.LearningRate));
+        Assert.Equal((100, 0.002), (cfg.ForMethod("clora").Steps, cfg.ForMethod("clora").LearningRate));
+        var pinned = cfg.Pinned(new MethodDefaults { Steps = 50 });
+        Assert.Equal(50, pinned.ForMethod("textual-inversion").Steps);        // the option wins over the section
+        Assert.Equal(0.1, pinned.ForMethod("textual-inversion").TokenLearningRate); // what it does not set stays
+    }
+
+    [Theory]
+    [InlineData("{ \"methods\": { \"ewc\": { \"steps\": 5 } } }", "methods.ewc")]
+    [InlineData("{ \"methods\": { \"textual-inversion\": { \"rank\": 4 } } }", "methods.textual-inversion.rank")]
+    [InlineData("{ \"methods\": { \"lora\": { \"lambda\": 4 } } }", "methods.lora.lambda")]
+    [InlineData("{ \"methods\": { \"magmax\": { \"steps\": 0 } } }", "methods.magmax.steps")]
+    public void A_bad_methods_section_is_rejected_naming_the_key(string json, string key)
+    {
+        var path = Path.Combine(_dir, "bad-methods.json");
+        File.WriteAllText(path, json);
+        var e = Assert.Throws<ConfigException>(() => TrainingConfig.Load(path));
+        Assert.Contains(key, e.Message);
+        Assert.Contains(path, e.Message);
+    }
+
+    [Fact]
+    public void The_shipped_defaults_carry_the_papers_settings_for_textual_inversion_and_custom_diffusion()
+    {
+        var cfg = TrainingConfig.LoadDefaults();
+        Assert.Equal((5000, 5e-3), (cfg.ForMethod("textual-inversion").Steps, cfg.ForMethod("textual-inversion").TokenLearningRate));
+        Assert.Equal((250, 1e-5), (cfg.ForMethod("custom-diffusion").Steps, cfg.ForMethod("custom-diffusion").LearningRate));
+        Assert.Equal((250, 1e-5), (cfg.ForMethod("custom-diffusion-merge").Steps, cfg.ForMethod("custom-diffusion-merge").LearningRate));
+        Assert.Equal(new TrainingConfig().Steps, cfg.ForMethod("clora").Steps);
+    }
 }

@@ -219,8 +219,9 @@ public sealed class ReportingTests : IDisposable
         Assert.StartsWith("# Test benchmark", md);
         Assert.Contains("| images_per_concept | 50 |", md);
         Assert.Contains("| task 1 | &lt;v1&gt; = pullover |", md);
-        // method | λ | seeds | A | F | final MMD² | MMD² increase | final KID | KID increase | base before → after | train time
-        Assert.Contains("| clora | 1e+6 | 2 | 75.0% ± 7.1% | 12.5% ± 3.5% | 0.133 ± 0.047 | 0.0500 ± 0.0707 | — | — | 85.0% → 82.5% | 10.5 min |", md);
+        // method | λ | seeds | A | F | final MMD² | MMD² increase | final KID | KID increase | base before → after |
+        // trained per task (share of UNet) | adapter per task | train time per task (630 s over 3 tasks)
+        Assert.Contains($"| clora | 1e+6 | 2 | 75.0% ± 7.1% | 12.5% ± 3.5% | 0.133 ± 0.047 | 0.0500 ± 0.0707 | — | — | 85.0% → 82.5% | — | — | {ReportFormat.Duration(210)} |", md);
         Assert.Contains("| lora | 0 | 2 | 46.7% ± 9.4% | 67.5% ± 10.6% |", md);
         Assert.Contains("### clora (λ = 1e+6, 2 seeds)", md);
         Assert.Contains("| after task | &lt;v1&gt; = pullover | &lt;v2&gt; = dress | &lt;v3&gt; = sandal |", md);
@@ -364,5 +365,15 @@ public sealed class ReportingTests : IDisposable
     {
         public bool Equals(double a, double b) => Math.Abs(a - b) <= tol;
         public int GetHashCode(double v) => 0;
+    }
+
+    [Fact]
+    public void The_report_gives_each_methods_size_per_task_as_a_share_of_the_unet()
+    {
+        var example = Example();
+        var sized = example with { Runs = [.. example.Runs.Select(r => r.Method == "clora" ? r with { TrainedValuesPerTask = 2_000, AdapterBytesPerTask = 12_345, UnetParameters = 1_000_000 } : r)] };
+        var md = MarkdownReport.Render(sized, []);
+        Assert.Contains("| 2,000 (0.20%) | 12.3 kB |", md);
+        Assert.Contains("| lora | 0 | 2 |", md);
     }
 }

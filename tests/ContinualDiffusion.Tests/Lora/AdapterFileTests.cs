@@ -196,4 +196,58 @@ public class AdapterFileTests : IDisposable
         foreach (var l in layers)
             Support.Fixture.AssertClose(past[l.LayerName], expected1[l.LayerName].Plus(l.CurrentDelta().detach()), 1e-6, l.LayerName);
     }
+
+    [Fact]
+    public void A_dense_adapter_round_trips_and_a_token_only_adapter_holds_the_token_alone()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var g = new Generator(5);
+        var layers = TrainedLayers(g);
+        var expected = AdapterExpectation.ForLayers(layers) with { TokenHiddenSize = 4, BaseModelHash = Hash };
+        var deltas = layers.Select(l => (l.LayerName, Randn(g, 6, 4))).ToList();
+        var dense = Path.Combine(_dir, "dense.safetensors");
+        using (var a = AdapterSet.FromDense(deltas, Randn(g, 1, 4), new AdapterMetadata(1, "<v1>", 0, AdapterMethod.CustomDiffusion, Hash)))
+            AdapterFile.Save(dense, a);
+        using (var raw = SafeTensorsFile.Open(dense))
+        {
+            Assert.Equal(5, raw.Tensors.Count); // 4 layers' .delta + token_embedding
+            Assert.Contains($"{Prefix0}.to_k.delta", raw.Tensors.Keys);
+            Assert.Equal(("custom-diffusion", "0"), (raw.Metadata["method"], raw.Metadata["rank"]));
+        }
+        using (var back = AdapterFile.Load(dense, expected))
+        {
+            Assert.Empty(back.Layers);
+            foreach (var (name, d) in deltas) Assert.True(back.DenseLayers[name].equal(d).all().item<bool>(), name);
+        }
+
+        var ti = Path.Combine(_dir, "ti.safetensors");
+        using (var a = AdapterSet.FromDense([], Randn(g, 1, 4), new AdapterMetadata(1, "<v1>", 0, AdapterMethod.TextualInversion, Hash)))
+            AdapterFile.Save(ti, a);
+        using (var raw = SafeTensorsFile.Open(ti)) Assert.Equal(["token_embedding"], raw.Tensors.Keys);
+        using (var back = AdapterFile.Load(ti, expected))
+        {
+            Assert.Empty(back.LayerNames);
+            Assert.Null(back.Delta($"{Prefix0}.to_k"));
+        }
+    }
+
+    [Fact]
+    public void Keys_that_do_not_match_the_method_are_refused_naming_the_file_and_key()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var g = new Generator(6);
+        var layers = TrainedLayers(g);
+        var path = Path.Combine(_dir, "mixed.safetensors");
+        var tensors = new Dictionary<string, Tensor> { ["token_embedding"] = Randn(g, 1, 4), [$"{Prefix0}.to_k.delta"] = Randn(g, 6, 4) };
+        var metadata = new AdapterMetadata(1, "<v1>", 0, AdapterMethod.TextualInversion, Hash).ToSafeTensorsMetadata();
+        SafeTensorsFile.Save(path, tensors, metadata);
+        var e = Assert.Throws<AdapterFormatException>(() => AdapterFile.Load(path));
+        Assert.Contains(path, e.Message);
+        Assert.Contains($"{Prefix0}.to_k.delta", e.Message);
+
+        var rankless = new Dictionary<string, string>(new AdapterMetadata(1, "<v1>", 2, AdapterMethod.CLora, Hash).ToSafeTensorsMetadata()) { ["method"] = "custom-diffusion" };
+        SafeTensorsFile.Save(path, tensors, rankless);
+        var r = Assert.Throws<AdapterFormatException>(() => AdapterFile.Load(path));
+        Assert.Contains("'rank'", r.Message);
+    }
 }

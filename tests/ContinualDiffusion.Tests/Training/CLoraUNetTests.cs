@@ -47,12 +47,12 @@ public class CLoraUNetTests
         var zeros = RunModelWeights(m).ToDictionary(kv => kv.Key, kv => torch.zeros_like(kv.Value));
         using var trainer = new TaskTrainer(m, latents, "<v1>", id, zeros, config, task: 1);
         var tokenBefore = trainer.TokenEmbedding.clone();
-        var aBefore = trainer.Layers.Select(l => l.LoraA.clone()).ToList();
+        var aBefore = trainer.Layers.Cast<ContinualLoraLinear>().Select(l => l.LoraA.clone()).ToList();
         trainer.TrainStep();
 
         foreach (var (_, (t, copy)) in frozen) Assert.True(t.equal(copy).all().item<bool>());
         Assert.False(trainer.TokenEmbedding.equal(tokenBefore).all().item<bool>());
-        Assert.Contains(trainer.Layers.Select((l, i) => !l.LoraA.equal(aBefore[i]).all().item<bool>()), changed => changed);
+        Assert.Contains(trainer.Layers.Cast<ContinualLoraLinear>().Select((l, i) => !l.LoraA.equal(aBefore[i]).all().item<bool>()), changed => changed);
     }
 
     /// Regression: with oneDNN on, a batch ≥ 2 backward through the UNet gave all-NaN gradients in about one
@@ -73,7 +73,7 @@ public class CLoraUNetTests
         Assert.False(ContinualDiffusion.Runtime.TorchSetup.MkldnnEnabled());
         double loss = trainer.Run();
         Assert.True(double.IsFinite(loss));
-        Assert.All(trainer.Layers, l => Assert.True(l.LoraA.isfinite().all().item<bool>() && l.LoraB.isfinite().all().item<bool>(), l.LayerName));
+        Assert.All(trainer.Layers.Cast<ContinualLoraLinear>(), l => Assert.True(l.LoraA.isfinite().all().item<bool>() && l.LoraB.isfinite().all().item<bool>(), l.LayerName));
     }
 
     private static Dictionary<string, Tensor> RunModelWeights(StableDiffusion m) => LoraInjector.BaseWeights(m.CrossAttentionKeyValueTargets());

@@ -39,6 +39,11 @@ public static class BenchmarkReport
             LambdaTradeoffFigure.Save(Path.Combine(folder, LambdaTradeoffFigure.FileName), summaries);
             figures.Add(LambdaTradeoffFigure.FileName);
         }
+        if (MethodTradeoffFigure.Points(summaries).Count >= 3) // a comparison of methods, not just C-LoRA against LoRA
+        {
+            MethodTradeoffFigure.Save(Path.Combine(folder, MethodTradeoffFigure.FileName), summaries);
+            figures.Add(MethodTradeoffFigure.FileName);
+        }
         figures.AddRange(extraFigures ?? []);
 
         MarkdownReport.Write(Path.Combine(folder, ReportFileName), results, figures);

@@ -58,5 +58,11 @@ public sealed record MethodRun
     public double TrainSeconds { get; init; }
     public double SampleSeconds { get; init; }
 
+    /// Per task, mean over tasks: values the task trained and stored (adapter layers and the token row) and the
+    /// adapter file's size. The UNet's parameter count, for the share. Null for runs recorded before they were measured.
+    public double? TrainedValuesPerTask { get; init; }
+    public double? AdapterBytesPerTask { get; init; }
+    public long? UnetParameters { get; init; }
+
     internal string Label => $"run '{Method}' seed {Seed}";
 }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using ContinualDiffusion.Checkpoints;
 
@@ -41,10 +42,12 @@ public static class MarkdownReport
                       "concept's best accuracy to its final one. MMD²: distance of generated to real images in the classifier's " +
                       "feature space (lower is better); its increase is the forgetting analogue. KID: kernel inception distance " +
                       "(unbiased, cubic polynomial kernel) in the same feature space. Base prompts: mean accuracy of the base " +
-                      "model's own coarse prompts before customization → after the last task. Mean ± sample std over seeds.")
+                      "model's own coarse prompts before customization → after the last task. Trained per task: values a task trains " +
+                      "and stores (adapter layers and the token row), as a share of the UNet's parameters; adapter: the file per task. " +
+                      "Mean ± sample std over seeds.")
           .AppendLine();
-        md.AppendLine("| method | λ | seeds | A (mean ± std) | F (mean ± std) | final MMD² | MMD² increase | final KID | KID increase | base prompts before → after | train time |");
-        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine("| method | λ | seeds | A (mean ± std) | F (mean ± std) | final MMD² | MMD² increase | final KID | KID increase | base prompts before → after | trained per task (share of UNet) | adapter per task | train time per task |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var s in summaries)
         {
             string baseCell = s.BaseAccuracyBefore is { } b && s.BaseAccuracyAfter is { } a
@@ -54,10 +57,16 @@ public static class MarkdownReport
                 ReportFormat.Percent(s.FinalAverage), ReportFormat.Percent(s.Forgetting),
                 ReportFormat.Number(s.FinalMmd), ReportFormat.Number(s.MmdIncrease),
                 s.FinalKid is { } k ? ReportFormat.Number(k) : "—", s.KidIncrease is { } ki ? ReportFormat.Number(ki) : "—",
-                baseCell, ReportFormat.Duration(s.TrainSeconds.Mean));
+                baseCell, TrainedCell(s), s.AdapterBytesPerTask is { } bytes ? ReportFormat.Bytes(bytes) : "—",
+                ReportFormat.Duration(s.TrainSeconds.Mean / Math.Max(1, s.Tasks)));
         }
         md.AppendLine();
     }
+
+    private static string TrainedCell(MethodSummary s) => s.TrainedValuesPerTask is not { } values ? "—"
+        : s.UnetParameters is { } unet and > 0
+            ? $"{values.ToString("N0", CultureInfo.InvariantCulture)} ({(100 * values / unet).ToString("0.00", CultureInfo.InvariantCulture)}%)"
+            : values.ToString("N0", CultureInfo.InvariantCulture);
 
     /// The classifier's accuracy on real images of each concept's class, next to each method's accuracy of that
     /// concept right after learning it (the diagonal of R) and at the end.

@@ -31,6 +31,12 @@ public sealed record MethodSummary
     public required MeanStd? BaseAccuracyDrop { get; init; }
 
     public required MeanStd TrainSeconds { get; init; }
+    /// Mean over the runs that recorded them (null when none did): values trained per task, adapter bytes per task,
+    /// and their share of the UNet's parameters / of the UNet in float32.
+    public double? TrainedValuesPerTask { get; init; }
+    public double? AdapterBytesPerTask { get; init; }
+    public long? UnetParameters { get; init; }
+    public int Tasks { get; init; }
     public required MeanStd SampleSeconds { get; init; }
 
     public required double[][] MeanR { get; init; }

@@ -49,6 +49,15 @@ public static class ReportFormat
     }
 
     /// 42 → "42 s", 750 → "12.5 min", 11000 → "3.06 h".
+    /// "12.3 kB", "4.5 MB" (decimal units, as file managers show them).
+    public static string Bytes(double bytes) => bytes switch
+    {
+        < 1e3 => bytes.ToString("0", Inv) + " B",
+        < 1e6 => (bytes / 1e3).ToString("0.0", Inv) + " kB",
+        < 1e9 => (bytes / 1e6).ToString("0.0", Inv) + " MB",
+        _ => (bytes / 1e9).ToString("0.00", Inv) + " GB",
+    };
+
     public static string Duration(double seconds) => seconds switch
     {
         < 120 => seconds.ToString("0", Inv) + " s",

@@ -30,6 +30,10 @@ public static class ResultsAggregation
             BaseAccuracyDrop = hasBase ? Over(runs, BaseAccuracyDrop) : null,
             TrainSeconds = Over(runs, r => r.TrainSeconds),
             SampleSeconds = Over(runs, r => r.SampleSeconds),
+            TrainedValuesPerTask = MeanOf(runs, r => r.TrainedValuesPerTask),
+            AdapterBytesPerTask = MeanOf(runs, r => r.AdapterBytesPerTask),
+            UnetParameters = runs.Select(r => r.UnetParameters).FirstOrDefault(u => u is not null),
+            Tasks = runs[0].R.Length,
             MeanR = MeanLowerTriangle(runs.Select(r => r.R).ToList()),
             MeanMmd = MeanLowerTriangle(runs.Select(r => r.Mmd).ToList()),
         };
@@ -45,6 +49,12 @@ public static class ResultsAggregation
         int tasks = matrices[0].Length;
         return [.. Enumerable.Range(0, tasks).Select(t =>
             Enumerable.Range(0, t + 1).Select(i => matrices.Average(m => m[t][i])).ToArray())];
+    }
+
+    private static double? MeanOf(IReadOnlyList<MethodRun> runs, Func<MethodRun, double?> value)
+    {
+        var known = runs.Select(value).Where(v => v is not null).Select(v => v!.Value).ToList();
+        return known.Count == 0 ? null : known.Average();
     }
 
     private static MeanStd Over(IReadOnlyList<MethodRun> runs, Func<MethodRun, double> metric) =>

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Lora;
+using ContinualDiffusion.Methods;
 using ContinualDiffusion.Text;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -84,7 +85,7 @@ public static class MergedModelExport
                 if (!file.Tensors.ContainsKey(key)) throw new InputException($"{basePath}: missing key '{key}' (an adapted layer)");
                 weights[layer] = file.Read(key);
             }
-            DeltaMerger.MergeInto(weights, adapters);
+            TaskComposition.MergeInto(TaskComposition.MethodOf(adapters), null, weights, adapters);
             var byKey = weights.ToDictionary(w => w.Key + ".weight", w => w.Value, StringComparer.Ordinal);
             var entries = file.Tensors.Values.Select(info => byKey.TryGetValue(info.Name, out var merged)
                 ? new SafeTensorEntry(info.Name, merged.dtype, merged.shape, () => merged, DisposeAfterWrite: false)

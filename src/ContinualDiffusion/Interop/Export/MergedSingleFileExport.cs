@@ -2,6 +2,7 @@ using System.Globalization;
 using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Interop.SingleFile;
 using ContinualDiffusion.Lora;
+using ContinualDiffusion.Methods;
 using static TorchSharp.torch;
 
 namespace ContinualDiffusion.Interop.Export;
@@ -36,7 +37,7 @@ public static class MergedSingleFileExport
                         throw new InputException($"{source.Path}: the UNet has no '{layer}.weight' (an adapted layer)");
                     weights[layer] = stored.Read(false);
                 }
-                DeltaMerger.MergeInto(weights, adapters);
+                TaskComposition.MergeInto(TaskComposition.MethodOf(adapters), null, weights, adapters);
             }
             LdmSingleFileWriter.Save(outPath, model, weights.ToDictionary(w => w.Key + ".weight", w => w.Value, StringComparer.Ordinal), metadata);
         }

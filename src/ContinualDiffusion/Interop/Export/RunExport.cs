@@ -1,6 +1,7 @@
 using System.Globalization;
 using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Lora;
+using ContinualDiffusion.Methods;
 using ContinualDiffusion.Runs;
 
 namespace ContinualDiffusion.Interop.Export;
@@ -12,6 +13,17 @@ namespace ContinualDiffusion.Interop.Export;
 /// The LoRA formats never load the base model's weights; the merged formats stream them tensor by tensor.
 public static class RunExport
 {
+    /// The LoRA formats hold a sum of low-rank factors: exact for the methods whose tasks add up as LoRAs. MagMax's
+    /// merge and Custom Diffusion's dense deltas are not such a sum, and the closed-form merge needs the text encoder
+    /// (not loaded by export): say which format does work.
+    private static void RequireExportable(ContinualMethod method, ExportFormat format)
+    {
+        if (method.Composition == PastComposition.ClosedFormMerge)
+            throw new InputException($"--format {format.Name()}: a {method.Name} run's weights are merged from text features when it is sampled; cdiff export does not write them yet (sample it with cdiff sample --run)");
+        if (format.IsLora() && !(method.LowRank && method.Composition == PastComposition.Sum))
+            throw new InputException($"--format {format.Name()}: a {method.Name} run's tasks are not a sum of LoRAs; use --format merged or merged-single-file");
+    }
+
     public static ExportResult Export(ExportRequest request)
     {
         ArgumentNullException.ThrowIfNull(request);
@@ -20,6 +32,7 @@ public static class RunExport
         string prefix = EmbeddingPrefix.Validate(request.EmbeddingPrefix, request.Format);
         var run = new RunDirectory(request.RunDir);
         var manifest = run.ReadManifest();
+        RequireExportable(ContinualMethod.Parse(manifest.Method, $"{run.ManifestPath}: method"), request.Format);
         int last = TaskSelection.LastTask(request.Tasks, manifest.Tasks.Count);
         var entries = manifest.Tasks.OrderBy(t => t.Task).Take(last).ToList();
         var stems = entries.Select(e => prefix + ConceptEmbedding.StemOf(e.Token)).ToList();
