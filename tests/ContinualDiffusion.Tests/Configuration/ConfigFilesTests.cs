@@ -34,6 +34,11 @@ public class ConfigFilesTests : IDisposable
         Assert.Equal(["a photo of {}"], cfg.PromptTemplates); // the base model's own caption form
         Assert.Equal(800, cfg.Steps);
         Assert.Equal(2e-3, cfg.LearningRate, 12);
+        // Per-method values chosen by probes on validation seed 100 (README, "Methods on the testbed").
+        Assert.Equal(3e-3, cfg.ForMethod("custom-diffusion").LearningRate, 12);
+        Assert.Equal(3e-3, cfg.ForMethod("custom-diffusion-merge").LearningRate, 12);
+        Assert.Equal(1e-4, cfg.ForMethod("anchored-lora").Lambda, 12);
+        Assert.Equal((800, 5e-2), (cfg.ForMethod("textual-inversion").Steps, cfg.ForMethod("textual-inversion").TokenLearningRate));
     }
 
     [Fact]

@@ -1,4 +1,5 @@
 using ContinualDiffusion.Checkpoints;
+using ContinualDiffusion.Interop.Export;
 using ContinualDiffusion.Lora;
 using ContinualDiffusion.Methods;
 using ContinualDiffusion.Models;
@@ -204,5 +205,36 @@ public class MethodTrainingTests : IDisposable
         }));
         Assert.Contains("magmax", e.Message);
         Assert.Contains("custom-diffusion", e.Message);
+    }
+
+    [Theory]
+    [InlineData("custom-diffusion")]
+    [InlineData("magmax")]
+    [InlineData("textual-inversion")]
+    public void A_merged_export_holds_the_weights_sample_run_uses(string method)
+    {
+        using var scope = torch.NewDisposeScope();
+        TrainTwo(method);
+        var dir = Path.Combine(_dir, "merged");
+        RunExport.Export(new ExportRequest { RunDir = Run, Format = ExportFormat.Merged, OutPath = dir });
+        using var viaRun = RunModel.LoadForSampling(new RunDirectory(Run));
+        using var merged = StableDiffusion.Open(dir);
+        var mergedParameters = merged.Unet.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, p) in viaRun.Unet.named_parameters())
+            AssertClose(p, mergedParameters[name], 0, $"unet {name}");
+    }
+
+    [Theory]
+    [InlineData("magmax", "kohya", "not a sum of LoRAs")]
+    [InlineData("custom-diffusion", "diffusers", "not a sum of LoRAs")]
+    [InlineData("custom-diffusion-merge", "merged", "merged from text features")]
+    public void An_export_the_method_cannot_give_is_refused_saying_what_works(string method, string format, string expected)
+    {
+        TrainTwo(method);
+        var f = ExportFormats.Parse(format);
+        var e = Assert.Throws<InputException>(() => RunExport.Export(new ExportRequest { RunDir = Run, Format = f, OutPath = Path.Combine(_dir, "out") }));
+        Assert.Contains(expected, e.Message);
+        Assert.Contains(method, e.Message);
+        Assert.False(Path.Exists(Path.Combine(_dir, "out")));
     }
 }
