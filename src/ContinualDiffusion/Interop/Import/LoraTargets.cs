@@ -1,3 +1,4 @@
+using ContinualDiffusion.Interop.SingleFile;
 using TorchSharp.Modules;
 
 namespace ContinualDiffusion.Interop.Import;
@@ -12,7 +13,10 @@ public enum LoraComponent
 /// The layers a foreign LoRA may change: every Linear and Conv2d of the UNet and of the text encoder, by module path
 /// (the diffusers / transformers state-dict names, e.g. `down_blocks.0.attentions.0.proj_in`,
 /// `text_model.encoder.layers.0.self_attn.q_proj`) with its weight's shape. kohya's names are inverted against these
-/// paths (KohyaNames: `.` → `_` cannot be undone by text alone). Pure data: tests build it from name lists.
+/// paths (KohyaNames: `.` → `_` cannot be undone by text alone). LoRAs made on original-LDM checkpoints name the UNet's
+/// modules as the CompVis code does (`lora_unet_input_blocks_1_1_transformer_blocks_0_attn2_to_k`, `middle_block_1`,
+/// `output_blocks_3_1`): those names are registered too, through the single-file key map run backwards
+/// (LdmKeyMap.UnetLdmKey), so such files load like diffusers-named ones. Pure data: tests build it from name lists.
 public sealed class LoraTargets
 {
     private readonly Dictionary<LoraComponent, IReadOnlyDictionary<string, long[]>> _shapes;
@@ -30,6 +34,25 @@ public sealed class LoraTargets
                 // Two paths with one kohya name (none in SD): neither can be told apart, so neither is a target.
                 _kohya[name] = _kohya.ContainsKey(name) ? null : (component, path);
             }
+        foreach (var (name, path) in CompVisUnetNames(unet.Keys))
+            _kohya[name] = _kohya.TryGetValue(name, out var other) && other != (LoraComponent.Unet, path) ? null : (LoraComponent.Unet, path);
+    }
+
+    /// The kohya name each UNet module path gets on an original-LDM checkpoint, where the mapping knows one. The UNet's
+    /// layout (layers per block, which up blocks have attentions) is read off the paths, as the single-file writer does.
+    private static IEnumerable<(string Name, string Path)> CompVisUnetNames(IEnumerable<string> paths)
+    {
+        var list = paths.ToList();
+        var upWithAttention = list.Select(p => LdmKeyMap.Index(p, "up_blocks."))
+            .Where(i => i is { } u && u.Tail.StartsWith("attentions.", StringComparison.Ordinal)).Select(i => i!.Value.Number).ToHashSet();
+        var firstLevelResnets = list.Select(p => LdmKeyMap.Index(p, "down_blocks.0.resnets.")).Where(i => i is not null).Select(i => i!.Value.Number).ToList();
+        if (firstLevelResnets.Count == 0) yield break;
+        int layersPerBlock = firstLevelResnets.Max() + 1;
+        foreach (var path in list)
+        {
+            if (LdmKeyMap.UnetLdmKey(path + ".weight", layersPerBlock, upWithAttention.Contains) is not { } ldm) continue;
+            yield return (KohyaUnetPrefix + ldm[..^".weight".Length].Replace('.', '_'), path);
+        }
     }
 
     /// kohya-ss/sd-scripts `networks/lora.py` LoRANetwork: `LORA_PREFIX_UNET = "lora_unet"`,

@@ -301,4 +301,54 @@ public class ForeignLoraTests : IDisposable
         Fixture.AssertClose(delta, expected, 1e-5, "foreign delta on top of the run");
         Assert.True(both.Tokenizer.TryGetConceptTokenId("<v1>", out _), "the run's concept is still there");
     }
+
+    [Fact]
+    public void A_kohya_file_with_CompVis_module_names_merges_as_the_diffusers_named_one_does()
+    {
+        SyntheticRun.Create(RunDir, 2);
+        var lora = Out("concepts.safetensors");
+        RunExport.Export(new ExportRequest { RunDir = RunDir, Format = ExportFormat.Kohya, OutPath = lora });
+        var renamed = Out("compvis.safetensors");
+        var tensors = SafeTensorsFile.Load(lora);
+        IReadOnlyDictionary<string, string> metadata;
+        using (var f = SafeTensorsFile.Open(lora)) metadata = f.Metadata;
+        var compVis = tensors.ToDictionary(kv => CompVis(kv.Key), kv => kv.Value);
+        Assert.DoesNotContain(compVis.Keys, k => k.StartsWith("lora_unet_down_", StringComparison.Ordinal) || k.StartsWith("lora_unet_mid_", StringComparison.Ordinal)
+            || k.StartsWith("lora_unet_up_", StringComparison.Ordinal)); // every module renamed
+        Assert.Contains(compVis.Keys, k => k.StartsWith("lora_unet_input_blocks_1_1_transformer_blocks_0_attn2_to_k.", StringComparison.Ordinal));
+        Assert.Contains(compVis.Keys, k => k.StartsWith("lora_unet_middle_block_1_transformer_blocks_0_attn2_to_v.", StringComparison.Ordinal));
+        SafeTensorsFile.Save(renamed, compVis, metadata);
+
+        using var viaDiffusersNames = Base();
+        using var viaCompVisNames = Base();
+        ForeignAdditions.Apply(viaDiffusersNames, [LoraSpec.Parse(lora)], [], false);
+        var lines = ForeignAdditions.Apply(viaCompVisNames, [LoraSpec.Parse(renamed)], [], false);
+        Assert.Contains(lines, l => l.Contains("merged 22 UNet and 0 text-encoder module(s)"));
+        var expected = UnetParameters(viaDiffusersNames);
+        foreach (var (name, p) in UnetParameters(viaCompVisNames)) Fixture.AssertIdentical(expected[name], p, $"unet {name}");
+        foreach (var t in tensors.Values) t.Dispose();
+    }
+
+    /// The CompVis names of sd-tiny's 11 attention blocks, written out by hand: 3 levels of 2 layers, so input_blocks
+    /// 1, 2 / 4, 5 hold down levels 0 / 1 (input_blocks.0 is conv_in, 3 and 6 the downsamplers); output_blocks come in
+    /// threes per up level, and up level 0 has no attentions (UpBlock2D), so up levels 1 / 2 are output_blocks 3-5 / 6-8.
+    private static string CompVis(string key)
+    {
+        var map = new (string Diffusers, string CompVis)[]
+        {
+            ("lora_unet_down_blocks_0_attentions_0_", "lora_unet_input_blocks_1_1_"),
+            ("lora_unet_down_blocks_0_attentions_1_", "lora_unet_input_blocks_2_1_"),
+            ("lora_unet_down_blocks_1_attentions_0_", "lora_unet_input_blocks_4_1_"),
+            ("lora_unet_down_blocks_1_attentions_1_", "lora_unet_input_blocks_5_1_"),
+            ("lora_unet_mid_block_attentions_0_", "lora_unet_middle_block_1_"),
+            ("lora_unet_up_blocks_1_attentions_0_", "lora_unet_output_blocks_3_1_"),
+            ("lora_unet_up_blocks_1_attentions_1_", "lora_unet_output_blocks_4_1_"),
+            ("lora_unet_up_blocks_1_attentions_2_", "lora_unet_output_blocks_5_1_"),
+            ("lora_unet_up_blocks_2_attentions_0_", "lora_unet_output_blocks_6_1_"),
+            ("lora_unet_up_blocks_2_attentions_1_", "lora_unet_output_blocks_7_1_"),
+            ("lora_unet_up_blocks_2_attentions_2_", "lora_unet_output_blocks_8_1_"),
+        };
+        foreach (var (d, c) in map) if (key.StartsWith(d, StringComparison.Ordinal)) return c + key[d.Length..];
+        return key;
+    }
 }

@@ -200,4 +200,38 @@ public class LoraKeyParsingTests
         Assert.Equal<(LoraComponent, string)?>((LoraComponent.Unet, ToOut), Sd15.FromKohya("lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_out_0"));
         Assert.Null(Sd15.FromKohya("lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_out_1"));
     }
+
+    /// An SD 1.5 UNet's module skeleton: 4 levels of 2 resnets, attentions on levels 0-2 down and 1-3 up (3 per up level).
+    private static LoraTargets Sd15Skeleton()
+    {
+        var unet = new Dictionary<string, long[]>();
+        for (int level = 0; level < 4; level++)
+        {
+            for (int r = 0; r < 2; r++) unet[$"down_blocks.{level}.resnets.{r}.conv1"] = [320, 320, 3, 3];
+            for (int r = 0; r < 3; r++) unet[$"up_blocks.{level}.resnets.{r}.conv1"] = [320, 320, 3, 3];
+            if (level < 3) for (int a = 0; a < 2; a++) unet[$"down_blocks.{level}.attentions.{a}.transformer_blocks.0.attn2.to_k"] = [320, 768];
+            if (level > 0) for (int a = 0; a < 3; a++) unet[$"up_blocks.{level}.attentions.{a}.transformer_blocks.0.attn2.to_k"] = [320, 768];
+        }
+        unet["mid_block.attentions.0.transformer_blocks.0.attn2.to_k"] = [1280, 768];
+        return new LoraTargets(unet, new Dictionary<string, long[]>());
+    }
+
+    /// LoRAs trained on original-LDM checkpoints use the CompVis module names. The correspondences are SD 1.5's, as
+    /// diffusers' convert_ldm_unet_checkpoint and kohya's model_util.py define them (written out here, not derived).
+    [Theory]
+    [InlineData("lora_unet_input_blocks_1_1_transformer_blocks_0_attn2_to_k", "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k")]
+    [InlineData("lora_unet_input_blocks_2_1_transformer_blocks_0_attn2_to_k", "down_blocks.0.attentions.1.transformer_blocks.0.attn2.to_k")]
+    [InlineData("lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k", "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k")]
+    [InlineData("lora_unet_input_blocks_8_1_transformer_blocks_0_attn2_to_k", "down_blocks.2.attentions.1.transformer_blocks.0.attn2.to_k")]
+    [InlineData("lora_unet_middle_block_1_transformer_blocks_0_attn2_to_k", "mid_block.attentions.0.transformer_blocks.0.attn2.to_k")]
+    [InlineData("lora_unet_output_blocks_3_1_transformer_blocks_0_attn2_to_k", "up_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k")]
+    [InlineData("lora_unet_output_blocks_11_1_transformer_blocks_0_attn2_to_k", "up_blocks.3.attentions.2.transformer_blocks.0.attn2.to_k")]
+    [InlineData("lora_unet_input_blocks_1_0_in_layers_2", "down_blocks.0.resnets.0.conv1")]
+    [InlineData("lora_unet_output_blocks_0_0_in_layers_2", "up_blocks.0.resnets.0.conv1")]
+    public void CompVis_named_kohya_modules_resolve_to_the_diffusers_paths(string kohya, string path)
+    {
+        var targets = Sd15Skeleton();
+        Assert.Equal((LoraComponent.Unet, path), targets.FromKohya(kohya));
+        Assert.Equal((LoraComponent.Unet, path), targets.FromKohya(LoraTargets.KohyaName(LoraComponent.Unet, path))); // both forms
+    }
 }
