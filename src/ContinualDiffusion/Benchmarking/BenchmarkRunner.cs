@@ -29,6 +29,12 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
     /// The sample grid of one seed: every method side by side.
     public static string GridFileName(long seed) => $"samples-seed{seed}.png";
 
+    /// One method's sample grid of one seed (written instead of the side-by-side grid when more than
+    /// MaxPanelsPerGrid methods run: nine panels side by side are too small to see).
+    public static string GridFileName(long seed, string method) => $"samples-seed{seed}-{RunCache.FileSafe(method)}.png";
+
+    public const int MaxPanelsPerGrid = 4;
+
     public BenchmarkResults Run(CancellationToken cancel = default)
     {
         var wall = Stopwatch.StartNew();
@@ -61,6 +67,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
                     runs.Add(cached);
                     continue;
                 }
+                if (cache.Mismatch(spec.Label, seed, fingerprint) is { } why) _progress.Info($"{spec.Label} seed {seed}: recomputed; {why}");
                 if (spec.Continual && _o.ScoreBaseClasses && baseBefore is null)
                     baseBefore = ScoreBaseModel(baseModel, scorer, seed, cancel);
                 var firstTask = spec.Continual ? null : SameFirstTask(spec, specs, runs, seed);
@@ -77,8 +84,8 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
             Runs = runs,
             Config = ReportConfig(classifierAccuracy, wall.Elapsed.TotalSeconds),
         };
-        SaveGrid(specs, cache, _o.Seeds[0]);
-        BenchmarkReport.WriteAll(_o.OutDir, results, [GridFileName(_o.Seeds[0])]);
+        var grids = SaveGrids(specs, cache, _o.Seeds[0]);
+        BenchmarkReport.WriteAll(_o.OutDir, results, grids);
         TryDeleteDirectory(Path.Combine(_o.OutDir, WorkFolder));
         _progress.Info($"benchmark done in {wall.Elapsed.TotalMinutes:F1} min: {Path.Combine(_o.OutDir, BenchmarkReport.ReportFileName)}");
         return results;
@@ -263,15 +270,28 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
         return cell;
     }
 
-    /// samples-seed{seed}.png: one panel per method, rows = concepts, columns = after task t.
-    private void SaveGrid(IReadOnlyList<MethodSpec> specs, RunCache cache, long seed)
+    /// The grids of one seed: samples-seed{seed}.png with every method side by side, or one grid per method when there
+    /// are more than MaxPanelsPerGrid. Returns the file names written.
+    private IReadOnlyList<string> SaveGrids(IReadOnlyList<MethodSpec> specs, RunCache cache, long seed)
+    {
+        if (specs.Count <= MaxPanelsPerGrid)
+        {
+            SaveGrid(specs, cache, seed, GridFileName(seed));
+            return [GridFileName(seed)];
+        }
+        foreach (var s in specs) SaveGrid([s], cache, seed, GridFileName(seed, s.Label));
+        return [.. specs.Select(s => GridFileName(seed, s.Label))];
+    }
+
+    /// One panel per method, rows = concepts, columns = after task t.
+    private void SaveGrid(IReadOnlyList<MethodSpec> specs, RunCache cache, long seed, string fileName)
     {
         var loaded = specs.Select(s => SafeTensorsFile.Load(cache.SamplesPathOf(s.Label, seed))).ToList();
         try
         {
             var panels = specs.Select((s, k) => new GridPanel(PanelTitle(s),
                 (t, i) => loaded[k].TryGetValue(CellKey(t, i), out var cell) ? cell : null)).ToList();
-            SampleGrid.Save(Path.Combine(_o.OutDir, GridFileName(seed)), _o.Tasks,
+            SampleGrid.Save(Path.Combine(_o.OutDir, fileName), _o.Tasks,
                 [.. Enumerable.Range(1, _o.Tasks).Select(ConceptName)], panels,
                 new Dictionary<string, string> { ["layout"] = "panels: methods; rows: concepts <v1>..; columns: after task 1..", ["seed"] = seed.ToString(CultureInfo.InvariantCulture) });
         }
@@ -324,7 +344,10 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
         protocol = "fine-grained v1", // FashionProtocol: concept pools, coarse base prompts, KID
         concepts = _o.Concepts.SequenceEqual(FashionConcepts.Labels) ? null : string.Join(",", _o.Concepts), // only when not the default, so earlier caches stay valid
         training = Configuration.JsonConfig.Serialize(_o.Training with { Methods = null }), // a method's own defaults: MethodFingerprint
-    });
+    }, FingerprintJson);
+
+    /// Null members are left out, so a setting added later (null = its old behaviour) keeps the caches made before it.
+    private static readonly JsonSerializerOptions FingerprintJson = new() { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
 
     /// What a run's numbers depend on beyond the shared fingerprint: the method's own defaults from the config's
     /// `methods` section, when it has any (so methods without them keep the caches they had before the section existed).

@@ -28,6 +28,22 @@ public sealed class RunCache(string folder)
         catch (JsonException) { return null; } // a file from another version: recompute
     }
 
+    /// Why a cached run of (method, seed) is not reused: null when there is none or it matches; otherwise where its
+    /// fingerprint first differs from `fingerprint` (a few characters of each), so a user sees which setting changed.
+    public string? Mismatch(string method, long seed, string fingerprint)
+    {
+        var path = PathOf(method, seed);
+        if (!File.Exists(path)) return null;
+        string stored;
+        try { stored = JsonSerializer.Deserialize<Entry>(File.ReadAllText(path), ResultsJson.Options)?.Fingerprint ?? ""; }
+        catch (JsonException e) { return $"{path} cannot be read ({e.Message})"; }
+        if (stored == fingerprint) return null;
+        int i = 0;
+        while (i < stored.Length && i < fingerprint.Length && stored[i] == fingerprint[i]) i++;
+        static string Around(string s, int at) => s.Substring(Math.Max(0, at - 40), Math.Min(s.Length, at + 60) - Math.Max(0, at - 40)).Replace("\n", " ");
+        return $"{path} was made with other settings: it has …{Around(stored, i)}…, this benchmark …{Around(fingerprint, i)}…";
+    }
+
     public void Save(string method, long seed, string fingerprint, MethodRun run)
     {
         Directory.CreateDirectory(folder);
