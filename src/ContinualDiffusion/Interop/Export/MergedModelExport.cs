@@ -2,7 +2,6 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Lora;
-using ContinualDiffusion.Methods;
 using ContinualDiffusion.Text;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -15,7 +14,8 @@ namespace ContinualDiffusion.Interop.Export;
 /// tokenizer_config.json and the older `added_tokens.json`, as a textual-inversion `save_pretrained` leaves them) and
 /// as rows appended to the text encoder's token embedding (config `vocab_size` grown to match).
 ///
-/// It is built to be the same model `cdiff sample --run` builds: the merge is DeltaMerger.MergeInto on the weights
+/// It is built to be the same model `cdiff sample --run` builds: the merge is RunWeightDeltas (the run's method's
+/// composition, TaskComposition) on the weights
 /// as read from the base file (float32), and each token gets the id ClipTokenizer.AddConceptToken would give it and
 /// that id's embedding row. Changed tensors (the merged weights, the grown embedding) are written in float32 even
 /// when the base folder's weights are half precision, so nothing is rounded; every other tensor is copied bit for bit.
@@ -27,11 +27,13 @@ public static class MergedModelExport
     private static readonly string[] WeightExtensions = [".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx", ".pb", ".h5"];
 
     /// Writes the merged model into `outDir` (an empty folder). Returns each token with its id.
-    public static IReadOnlyList<(string Token, long Id)> Write(string outDir, DiffusersFolder folder, IReadOnlyList<AdapterSet> adapters, IReadOnlyList<string> layers)
+    public static IReadOnlyList<(string Token, long Id)> Write(string outDir, DiffusersFolder folder, IReadOnlyList<AdapterSet> adapters, IReadOnlyList<string> layers,
+        RunWeightDeltas deltas)
     {
         ArgumentNullException.ThrowIfNull(folder);
+        ArgumentNullException.ThrowIfNull(deltas);
         CopyComponents(folder, outDir);
-        WriteUnet(folder.UnetWeightsPath, Path.Combine(outDir, "unet", "diffusion_pytorch_model.safetensors"), adapters, layers);
+        WriteUnet(folder.UnetWeightsPath, Path.Combine(outDir, "unet", "diffusion_pytorch_model.safetensors"), deltas, layers);
         var ids = ConceptIds(folder.TokenizerDir, adapters);
         int rows = WriteTextEncoder(folder, Path.Combine(outDir, "text_encoder"), adapters, ids);
         var tokens = ids.Select((id, i) => (adapters[i].Metadata.Token, id)).ToList();
@@ -73,7 +75,7 @@ public static class MergedModelExport
     }
 
     /// The UNet file with `<layer>.weight` ← W + Σ A·B for every adapted layer, streamed tensor by tensor.
-    private static void WriteUnet(string basePath, string outPath, IReadOnlyList<AdapterSet> adapters, IReadOnlyList<string> layers)
+    private static void WriteUnet(string basePath, string outPath, RunWeightDeltas deltas, IReadOnlyList<string> layers)
     {
         using var file = SafeTensorsFile.Open(basePath);
         var weights = new Dictionary<string, Tensor>(StringComparer.Ordinal);
@@ -85,7 +87,7 @@ public static class MergedModelExport
                 if (!file.Tensors.ContainsKey(key)) throw new InputException($"{basePath}: missing key '{key}' (an adapted layer)");
                 weights[layer] = file.Read(key);
             }
-            TaskComposition.MergeInto(TaskComposition.MethodOf(adapters), null, weights, adapters);
+            deltas.MergeInto(weights);
             var byKey = weights.ToDictionary(w => w.Key + ".weight", w => w.Value, StringComparer.Ordinal);
             var entries = file.Tensors.Values.Select(info => byKey.TryGetValue(info.Name, out var merged)
                 ? new SafeTensorEntry(info.Name, merged.dtype, merged.shape, () => merged, DisposeAfterWrite: false)

@@ -2,7 +2,6 @@ using System.Globalization;
 using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Interop.SingleFile;
 using ContinualDiffusion.Lora;
-using ContinualDiffusion.Methods;
 using static TorchSharp.torch;
 
 namespace ContinualDiffusion.Interop.Export;
@@ -12,7 +11,7 @@ namespace ContinualDiffusion.Interop.Export;
 /// (ModelTensors), with the tasks' summed deltas merged into the UNet's cross-attention K/V weights, written by
 /// LdmSingleFileWriter under the LDM keys cdiff's own single-file reader maps back.
 ///
-/// The merge is `--format merged`'s: DeltaMerger.MergeInto on the weights as `cdiff sample --run` reads them (float32,
+/// The merge is `--format merged`'s: RunWeightDeltas (the run's method's composition) on the weights as `cdiff sample --run` reads them (float32,
 /// half precision upcast), so the merged weights are the ones sampling uses; they are written in float32, every other
 /// tensor in its stored dtype, bit for bit. The concept tokens cannot go into a checkpoint (it has no tokenizer);
 /// the export writes them beside it as embedding files.
@@ -20,7 +19,7 @@ public static class MergedSingleFileExport
 {
     /// Writes the file at `outPath` (atomically). With no adapters the base model is written unchanged.
     public static void Write(string outPath, BaseModelSource source, IReadOnlyList<AdapterSet> adapters, IReadOnlyList<string> layers,
-        IReadOnlyDictionary<string, string>? metadata)
+        IReadOnlyDictionary<string, string>? metadata, RunWeightDeltas? deltas = null)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(adapters);
@@ -37,7 +36,12 @@ public static class MergedSingleFileExport
                         throw new InputException($"{source.Path}: the UNet has no '{layer}.weight' (an adapted layer)");
                     weights[layer] = stored.Read(false);
                 }
-                TaskComposition.MergeInto(TaskComposition.MethodOf(adapters), null, weights, adapters);
+                if (deltas is not null) deltas.MergeInto(weights);
+                else
+                {
+                    using var own = RunWeightDeltas.Of(source, adapters);
+                    own.MergeInto(weights);
+                }
             }
             LdmSingleFileWriter.Save(outPath, model, weights.ToDictionary(w => w.Key + ".weight", w => w.Value, StringComparer.Ordinal), metadata);
         }

@@ -14,12 +14,9 @@ namespace ContinualDiffusion.Interop.Export;
 public static class RunExport
 {
     /// The LoRA formats hold a sum of low-rank factors: exact for the methods whose tasks add up as LoRAs. MagMax's
-    /// merge and Custom Diffusion's dense deltas are not such a sum, and the closed-form merge needs the text encoder
-    /// (not loaded by export): say which format does work.
+    /// merge, Custom Diffusion's dense deltas and its closed-form merge are not such a sum: say which formats work.
     private static void RequireExportable(ContinualMethod method, ExportFormat format)
     {
-        if (method.Composition == PastComposition.ClosedFormMerge)
-            throw new InputException($"--format {format.Name()}: a {method.Name} run's weights are merged from text features when it is sampled; cdiff export does not write them yet (sample it with cdiff sample --run)");
         if (format.IsLora() && !(method.LowRank && method.Composition == PastComposition.Sum))
             throw new InputException($"--format {format.Name()}: a {method.Name} run's tasks are not a sum of LoRAs; use --format merged or merged-single-file");
     }
@@ -62,7 +59,8 @@ public static class RunExport
             if (request.Format == ExportFormat.Merged)
             {
                 IReadOnlyList<(string Token, long Id)> ids = [];
-                ExportOutput.WriteFolder(outPath, request.Overwrite, dir => ids = MergedModelExport.Write(dir, source.Folder!, adapters, layers.Select(l => l.Name).ToList()));
+                using var deltas = RunWeightDeltas.Of(source, adapters);
+                ExportOutput.WriteFolder(outPath, request.Overwrite, dir => ids = MergedModelExport.Write(dir, source.Folder!, adapters, layers.Select(l => l.Name).ToList(), deltas));
                 messages.Add($"wrote {outPath}: the base model with {taskRange} merged ({manifest.Method}), a diffusers folder");
                 foreach (var (token, id) in ids)
                     messages.Add($"{token}: write \"{token}\" in the prompt (token id {id}), e.g. cdiff sample --model {outPath} --prompt \"a photo of {token}\"");
