@@ -52,15 +52,16 @@ internal static class BenchmarkCommand
         cmd.SetAction(parse =>
         {
             var baseConfig = TrainingConfig.Load(parse.GetValue(config)?.FullName ?? BenchmarkOptions.DefaultTrainingConfigPath);
-            // Options given here win over the config's per-method defaults too (Pinned drops them from every method).
+            // Options given here win over the config's per-method defaults too (Pinned drops them from every method);
+            // --lambda is C-LoRA's alone: other penalties (anchored-lora's) are on other scales and keep their own λ.
             var training = baseConfig.Pinned(new MethodDefaults
             {
                 Steps = parse.GetValue(trainSteps),
                 Rank = parse.GetValue(rank),
-                Lambda = parse.GetValue(lambda),
                 LearningRate = parse.GetValue(lr),
                 TokenLearningRate = parse.GetValue(tokenLr),
             });
+            if (parse.GetValue(lambda) is { } cloraLambda) training = training.WithMethodLambda("clora", cloraLambda);
             var options = new BenchmarkOptions
             {
                 ModelPath = CommonOptions.FullPath(parse.GetValue(model))!,

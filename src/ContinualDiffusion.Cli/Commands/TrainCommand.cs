@@ -47,7 +47,9 @@ internal static class TrainCommand
         cmd.SetAction(parse =>
         {
             var fileConfig = parse.GetValue(config) is { } file ? TrainingConfig.Load(file.FullName) : TrainingConfig.LoadDefaults();
-            var baseConfig = fileConfig.ForMethod(parse.GetValue(method) ?? fileConfig.Method);
+            // Without --method a run's later tasks keep the run's method (a run has one), the first task the config's.
+            var runMethod = new Runs.RunDirectory(parse.GetValue(run)!.FullName).TryReadManifest()?.Method;
+            var baseConfig = fileConfig.ForMethod(parse.GetValue(method) ?? runMethod ?? fileConfig.Method);
             var chosen = ContinualMethod.Parse(baseConfig.Method);
             foreach (var (name, given) in new[] { ("--rank", parse.GetValue(rank) is not null), ("--lambda", parse.GetValue(lambda) is not null), ("--lr", parse.GetValue(lr) is not null) })
                 if (given && chosen.WhyNotApplicable(name) is { } why) throw new InputException(why);

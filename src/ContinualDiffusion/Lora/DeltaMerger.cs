@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace ContinualDiffusion.Lora;
 
 /// Turns saved adapters into dense weight deltas by summing them (the methods whose tasks add up; MagMax and the
-/// Custom Diffusion merge combine them otherwise, Methods/PastDeltas):
+/// Custom Diffusion merge combine them otherwise, Methods/TaskComposition):
 /// - training task T: P = Σ_{t<T} Δ_t per layer (Δ = A·B, or the dense delta), the frozen past delta;
 /// - sampling after T tasks: W ← W + Σ_{t≤T} Δ_t, in place, once, so sampling runs on plain Linears.
 /// A token-only adapter (textual inversion) changes no layer and adds nothing.

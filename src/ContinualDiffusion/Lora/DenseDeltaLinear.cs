@@ -10,8 +10,8 @@ namespace ContinualDiffusion.Lora;
 ///
 ///     W_t = W_init + P + D,    P = the frozen past (Σ of the earlier tasks' deltas, or zeros), D trainable, D₀ = 0
 ///
-/// Training D from zero is training W itself from W_init + P (the same gradients, the same AdamW updates), and the
-/// adapter file gets D directly. W_init + P is cached as one merged weight, as in ContinualLoraLinear.
+/// Training D from zero is training W itself from W_init + P (the same gradients; AdamW's weight decay pulls D, i.e.
+/// W towards W_init + P, where Custom Diffusion's pulls W towards zero), and the adapter file gets D directly. W_init + P is cached as one merged weight, as in ContinualLoraLinear.
 ///
 /// Parameter names are `weight` (the base Linear's own Parameter, frozen), `bias` when the base has one, and `delta`.
 public sealed class DenseDeltaLinear : nn.Module<Tensor, Tensor>, IAdaptedLinear
@@ -51,6 +51,8 @@ public sealed class DenseDeltaLinear : nn.Module<Tensor, Tensor>, IAdaptedLinear
         weight.requires_grad = false;
         if (bias is not null) bias.requires_grad = false;
 
+        if (pastDelta is not null && !pastDelta.shape.SequenceEqual(w.shape))
+            throw new ArgumentException($"{layerName}: past delta has shape [{string.Join(", ", pastDelta.shape)}], the weight is [{OutFeatures}, {InFeatures}]");
         using (torch.NewDisposeScope())
         using (torch.no_grad())
         {
@@ -58,12 +60,7 @@ public sealed class DenseDeltaLinear : nn.Module<Tensor, Tensor>, IAdaptedLinear
             delta.DetachFromDisposeScope();
             Tensor past;
             if (pastDelta is null) past = torch.zeros_like(w);
-            else
-            {
-                if (!pastDelta.shape.SequenceEqual(w.shape))
-                    throw new ArgumentException($"{layerName}: past delta has shape [{string.Join(", ", pastDelta.shape)}], the weight is [{OutFeatures}, {InFeatures}]");
-                past = pastDelta.detach().to(w.dtype, w.device).clone();
-            }
+            else past = pastDelta.detach().to(w.dtype, w.device).clone();
             var merged = w.detach().Plus(past);
             _frozen = new FrozenState { Base = baseLayer, Past = past.DetachFromDisposeScope(), Merged = merged.DetachFromDisposeScope() };
         }

@@ -17,13 +17,16 @@ public static class MergeFeatures
     /// reference uses "<new1> category" and "photo of a <new1> category"; cdiff's prompts omit the class noun.
     public static readonly IReadOnlyList<string> TargetTemplates = ["{}", "a photo of {}"];
 
+    /// Target rows per concept: the token and the end token of each target template.
+    public const int RowsPerConcept = 4;
+
     /// The shipped captions (configs/methods/regularization-captions.txt next to the binaries).
     public static string DefaultCaptionsPath => Path.Combine(AppContext.BaseDirectory, "configs", "methods", "regularization-captions.txt");
 
     /// Non-empty lines not starting with '#'.
     public static IReadOnlyList<string> ReadCaptions(string path)
     {
-        if (!File.Exists(path)) throw new InputException($"{path}: regularisation captions not found (custom-diffusion-merge needs them)");
+        if (!File.Exists(path)) throw new InputException($"{path}: regularisation captions not found (custom-diffusion-merge and anchored-lora need them)");
         var captions = File.ReadAllLines(path).Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#')).ToList();
         if (captions.Count == 0) throw new InputException($"{path}: holds no captions");
         return captions;

@@ -5,7 +5,9 @@ using static TorchSharp.torch;
 namespace ContinualDiffusion.Methods;
 
 /// Orthogonal initialisation of a new task's LoRA (Staniszewski et al. 2024, "Low-Rank Continual Personalization
-/// of Diffusion Models": `ortho_init` in luk-st/continual-lora). With W_t = W_init + P + A·B, A [out, r] the up
+/// of Diffusion Models": `ortho_init` in luk-st/continual-lora). Their code makes each input-dimension column of the new
+/// down factor orthogonal to the same column of the previous task's; this is the stronger form cdiff's issue specifies: the
+/// new factor's rows orthogonal to the row space of the whole past delta. With W_t = W_init + P + A·B, A [out, r] the up
 /// factor (zero at init) and B [r, in] the down (input-side) factor, the new adapter reads the input through
 /// the rows of B. Making those rows orthogonal to the row space of the past delta P [out, in],
 ///

@@ -53,6 +53,10 @@ public static class TaskComposition
         finally { foreach (var t in deltas.Values) t.Dispose(); }
     }
 
+    /// How many concepts custom-diffusion-merge can merge on a model whose text features are `textWidth` wide: each
+    /// concept adds MergeFeatures.RowsPerConcept target rows, and the merge needs no more rows than the width.
+    public static int MaxMergedConcepts(long textWidth) => (int)(textWidth / MergeFeatures.RowsPerConcept);
+
     /// The method of a sequence of adapters (all the same: AdapterFile.LoadSequence checks that); lora for none.
     public static ContinualMethod MethodOf(IReadOnlyList<AdapterSet> adapters) =>
         adapters.Count == 0 ? ContinualMethod.Lora : ContinualMethod.Of(adapters[0].Metadata.Method);
@@ -118,7 +122,11 @@ public static class TaskComposition
                 var (c, v) = CustomDiffusionMerge.RemoveDuplicateRows(features, outputs);
                 Tensor result;
                 try { result = CustomDiffusionMerge.Merge(w0, c, v, reg); }
-                catch (InvalidOperationException e) { throw new InvalidOperationException($"{name}: {e.Message}", e); }
+                catch (InvalidOperationException e)
+                {
+                    throw new InputException($"custom-diffusion-merge cannot merge these {adapters.Count} concepts at layer {name} " +
+                        $"({c.shape[0]} target features for a text width of {w.shape[1]}): {e.Message}");
+                }
                 merged[name] = result.sub(w0).MoveToOuterDisposeScope();
             }
             foreach (var t in merged.Values) t.MoveToOuterDisposeScope();

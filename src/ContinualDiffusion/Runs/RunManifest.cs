@@ -33,6 +33,7 @@ public sealed record RunManifest
             string where = $"{path}: task {t.Task}";
             if (t.Token is null || t.Token != Text.ConceptTokens.Name(t.Task)) throw new InputException($"{where}: token '{t.Token}', expected '{Text.ConceptTokens.Name(t.Task)}'");
             if (!Lora.AdapterMethods.TryParse(t.Method, out var method)) throw new InputException($"{where}: method '{t.Method}' is not a known method");
+            if (t.Method != Method) throw new InputException($"{where}: method '{t.Method}', but the run's method is '{Method}' (a run keeps one method)");
             if (Lora.AdapterMethods.IsLowRank(method) ? t.Rank < 1 : t.Rank != 0)
                 throw new InputException($"{where}: rank {t.Rank} must be {(Lora.AdapterMethods.IsLowRank(method) ? "at least 1" : $"0 (method {t.Method} has no low-rank factors)")}");
             if (string.IsNullOrEmpty(t.AdapterFile) || System.IO.Path.IsPathRooted(t.AdapterFile)

@@ -98,6 +98,8 @@ public static class RunModel
         if (problems.Count > 0)
             throw new InputException($"{run.ManifestPath}: {problems[0]}{(problems.Count > 1 ? $" (and {problems.Count - 1} more problems)" : "")}; `cdiff status` lists them");
         var files = manifest.Tasks.OrderBy(t => t.Task).Take(count).Select(t => Path.Combine(run.Root, t.AdapterFile)).ToList();
-        return AdapterFile.LoadSequence(files, expected with { BaseModelHash = manifest.BaseModel.Hash });
+        // Sampling composes by the manifest's method: every adapter must have been trained with it.
+        AdapterMethods.TryParse(manifest.Method, out var method);
+        return AdapterFile.LoadSequence(files, expected with { BaseModelHash = manifest.BaseModel.Hash, Method = method });
     }
 }

@@ -73,6 +73,10 @@ public static class ContinualTraining
         }
         finally { foreach (var a in pastAdapters) a.Dispose(); }
 
+        if (ContinualMethod.Parse(config.Method).Composition == PastComposition.ClosedFormMerge
+            && r.Task > TaskComposition.MaxMergedConcepts(model.TextEncoder.HiddenSize))
+            throw new InputException($"--task {r.Task}: custom-diffusion-merge can merge at most {TaskComposition.MaxMergedConcepts(model.TextEncoder.HiddenSize)} concepts on this model " +
+                $"({MergeFeatures.RowsPerConcept} text features each, text width {model.TextEncoder.HiddenSize}); start a new run");
         var token = Text.ConceptTokens.Name(r.Task);
         long tokenId = model.Tokenizer.AddConceptToken(token);
         using (var g = new Generator(unchecked((ulong)(config.Seed * 31 + r.Task))))

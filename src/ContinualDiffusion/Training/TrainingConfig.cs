@@ -55,8 +55,10 @@ public sealed record TrainingConfig
         Require(ContinualMethod.TryParse(Method, out _), "method", $"one of {string.Join(", ", Lora.AdapterMethods.AllNames)}");
         foreach (var (name, d) in Methods ?? new Dictionary<string, MethodDefaults>())
         {
+            if (d is null) throw new ConfigException(asOptions ? $"config key 'methods.{name}' must be an object" : $"{source}: 'methods.{name}' must be an object of that method's defaults, e.g. {{ \"steps\": 500 }}");
             Require(ContinualMethod.TryParse(name, out var m), $"methods.{name}", $"named after a method ({string.Join(", ", Lora.AdapterMethods.AllNames)})");
             Require(d.Steps is null or > 0, $"methods.{name}.steps", "> 0");
+            Require(d.LearningRate is null || m.TrainsUnet, $"methods.{name}.learning_rate", $"absent (method {name} trains only the token: set token_learning_rate)");
             Require(d.LearningRate is null || (d.LearningRate > 0 && double.IsFinite(d.LearningRate.Value)), $"methods.{name}.learning_rate", "a positive number");
             Require(d.TokenLearningRate is null || (d.TokenLearningRate >= 0 && double.IsFinite(d.TokenLearningRate.Value)), $"methods.{name}.token_learning_rate", "a number >= 0");
             Require(d.BatchSize is null or > 0, $"methods.{name}.batch_size", "> 0");
@@ -121,11 +123,21 @@ public sealed record TrainingConfig
         };
     }
 
+    /// This config with `method`'s λ set to `lambda` (and, for clora, the base λ, which clora uses unless its own
+    /// defaults name one): what `cdiff benchmark --lambda` does.
+    public TrainingConfig WithMethodLambda(string method, double lambda)
+    {
+        var methods = Methods?.ToDictionary(kv => kv.Key, kv => kv.Value);
+        if (methods is not null && methods.TryGetValue(method, out var d)) methods[method] = d with { Lambda = method == "clora" ? null : lambda };
+        else if (method != "clora") (methods ??= [])[method] = new MethodDefaults { Lambda = lambda };
+        return this with { Lambda = method == "clora" ? lambda : Lambda, Methods = methods };
+    }
+
     /// This config with `method` chosen and its per-method defaults (the `methods` section) applied.
     public TrainingConfig ForMethod(string method)
     {
         var c = this with { Method = method };
-        if (Methods is null || !Methods.TryGetValue(method, out var d)) return c;
+        if (Methods is null || !Methods.TryGetValue(method, out var d) || d is null) return c;
         return c with
         {
             Steps = d.Steps ?? c.Steps,

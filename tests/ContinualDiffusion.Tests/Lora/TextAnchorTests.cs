@@ -32,6 +32,22 @@ public class TextAnchorTests
     }
 
     [Fact]
+    public void Penalty_sums_over_layers_and_groups()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var g = new Generator(5);
+        var layers = new[] { Layer(g, Randn(g, 3, 2), Randn(g, 2, 4)), Layer(g, Randn(g, 3, 2), Randn(g, 2, 4)) };
+        var c1 = Randn(g, 2, 4);
+        var c2 = Randn(g, 5, 4);
+        using var both = new TextAnchor([c1, c2]);
+        double expected = 0;
+        foreach (var l in layers)
+            foreach (var c in new[] { c1, c2 })
+                expected += l.LoraA.matmul(l.LoraB).matmul(c.t()).Squared().sum().item<float>() / c.shape[0];
+        Assert.Equal(expected, both.Penalty(layers).item<float>(), 4);
+    }
+
+    [Fact]
     public void Directions_no_anchored_prompt_uses_are_free()
     {
         using var scope = torch.NewDisposeScope();

@@ -223,6 +223,39 @@ public class MethodTrainingTests : IDisposable
         var mergedParameters = merged.Unet.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         foreach (var (name, p) in viaRun.Unet.named_parameters())
             AssertClose(p, mergedParameters[name], 0, $"unet {name}");
+        // The tokens (all textual inversion changes): same ids, same text-encoder states.
+        const string prompt = "a photo of <v1> and <v2>";
+        Assert.Equal(viaRun.Tokenizer.Encode(prompt).InputIds, merged.Tokenizer.Encode(prompt).InputIds);
+        using var ids = viaRun.Tokenize([prompt]);
+        using var a = viaRun.TextEncoder.forward(ids);
+        using var b = merged.TextEncoder.forward(ids);
+        AssertClose(a, b, 0, "text encoder states");
+    }
+
+    [Fact]
+    public void A_later_task_without_method_keeps_the_runs_method_and_a_manifest_that_mixes_methods_is_refused()
+    {
+        TrainTwo("magmax");
+        var images = Images(3);
+        var r = CliRunner.Run("train", "--task", "3", "--images", images, "--run", Run, "--steps", "2", "--rank", "2", "--checkpoint-every", "0");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var manifest = new RunDirectory(Run).ReadManifest();
+        Assert.Equal("magmax", manifest.Tasks.Single(t => t.Task == 3).Method);
+
+        var path = new RunDirectory(Run).ManifestPath;
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        Assert.Equal("magmax", (string?)json["method"]);
+        json["method"] = "lora"; // the run-level method edited, the tasks' left: sampling would compose the wrong way
+        File.WriteAllText(path, json.ToJsonString());
+        var e = Assert.Throws<InputException>(() => new RunDirectory(Run).ReadManifest());
+        Assert.Contains("a run keeps one method", e.Message);
+    }
+
+    [Fact]
+    public void Custom_diffusion_merge_refuses_a_task_beyond_what_the_text_width_can_merge()
+    {
+        Assert.Equal(8, TaskComposition.MaxMergedConcepts(32));   // the Fashion and sd-tiny models
+        Assert.Equal(192, TaskComposition.MaxMergedConcepts(768)); // SD 1.x
     }
 
     [Theory]

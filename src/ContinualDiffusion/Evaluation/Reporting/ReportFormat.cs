@@ -48,7 +48,6 @@ public static class ReportFormat
         return a >= 1e4 || a < 1e-3 ? lambda.ToString("0.##e+0", Inv) : lambda.ToString("0.###", Inv);
     }
 
-    /// 42 → "42 s", 750 → "12.5 min", 11000 → "3.06 h".
     /// "12.3 kB", "4.5 MB" (decimal units, as file managers show them).
     public static string Bytes(double bytes) => bytes switch
     {
@@ -58,6 +57,7 @@ public static class ReportFormat
         _ => (bytes / 1e9).ToString("0.00", Inv) + " GB",
     };
 
+    /// 42 → "42 s", 750 → "12.5 min", 11000 → "3.06 h".
     public static string Duration(double seconds) => seconds switch
     {
         < 120 => seconds.ToString("0", Inv) + " s",
