@@ -24,8 +24,9 @@ namespace ContinualDiffusion.Methods;
 /// Computed in float64 with linear solves (no explicit inverse): d = (M⁻¹ Cᵀ)ᵀ since M is symmetric, and
 /// R (d Cᵀ)⁻¹ as the transpose of (d Cᵀ)ᵀ X = Rᵀ. The reference does the same in float32 with an LU solve and
 /// an explicit inverse. Both matrices must be invertible:
-///   - M is singular when the regularisation features span fewer than `in` directions (fewer than `in`
-///     linearly independent rows of C_reg: too few or too short regularisation captions);
+///   - M alone is singular when the regularisation features span fewer than `in` directions (always, in practice:
+///     the text encoder's final LayerNorm), so a small ridge is added (RidgeFraction; the reference has none and relies
+///     on float32 rounding); only all-zero regularisation features are refused;
 ///   - d Cᵀ is singular when target features are linearly dependent: duplicate rows (identical prompt prefixes
 ///     give identical features — drop them with <see cref="RemoveDuplicateRows"/> first), more target rows than
 ///     input features (n > in), or a row that is a combination of others.
@@ -36,6 +37,9 @@ namespace ContinualDiffusion.Methods;
 /// float32 features resolve anyway.
 public static class CustomDiffusionMerge
 {
+    /// The ridge added to C_regᵀ C_reg, as a fraction of its mean eigenvalue (see Merge).
+    public const double RidgeFraction = 1e-6;
+
     /// Singular values at or below this fraction of the largest count as zero (see above).
     private const double RankTolerance = 1e-12;
 
@@ -67,7 +71,13 @@ public static class CustomDiffusionMerge
         var cReg = regularizationFeatures.to(ScalarType.Float64, device);
         long m = cReg.shape[0];
 
-        var gram = cReg.t().matmul(cReg); // M = C_regᵀ C_reg, [in, in]
+        // M = C_regᵀ C_reg + ε I, ε = RidgeFraction × the mean eigenvalue: text-encoder outputs end in a LayerNorm, so the
+        // features of any caption set lie (numerically) in fewer than `in` directions and C_regᵀ C_reg alone is singular
+        // (measured: the shipped Fashion model's 1,370 caption rows, in = 32). The ridge adds ε‖W − W0‖² to the objective,
+        // which decides the directions no caption uses (keep them at W0); the constraint W Cᵀ = Vᵀ still holds exactly.
+        var plainGram = cReg.t().matmul(cReg);
+        double ridge = RidgeFraction * plainGram.trace().item<double>() / inFeatures;
+        var gram = plainGram.Plus(torch.eye(inFeatures, dtype: ScalarType.Float64, device: device).Times(ridge));
         string gramSingular =
             $"C_regᵀ C_reg [{inFeatures}, {inFeatures}] is singular: the {m} regularisation feature rows span fewer than in = {inFeatures} " +
             "independent directions, so the merge is not determined off the targets. Use more (or longer) regularisation captions" +

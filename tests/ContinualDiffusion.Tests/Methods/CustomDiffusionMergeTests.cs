@@ -83,9 +83,13 @@ public class CustomDiffusionMergeTests
         using var g = new Generator(24);
         var (w0, c, v, _) = Problem(g, ScalarType.Float32);
 
-        // m = 3 < in = 4 regularisation rows: C_regᵀ C_reg has rank 3.
+        // m = 3 < in = 4 regularisation rows: C_regᵀ C_reg has rank 3, the ridge decides the fourth direction and
+        // the targets are still met.
         var fewRegularisation = Randn(g, 3, 4);
-        var gram = Assert.Throws<InvalidOperationException>(() => CustomDiffusionMerge.Merge(w0, c, v, fewRegularisation));
+        var merged = CustomDiffusionMerge.Merge(w0, c, v, fewRegularisation);
+        Assert.True(merged.matmul(c.t()).allclose(v.t(), rtol: 0, atol: 1e-4), "the constraint holds with a rank-deficient C_reg");
+        // No regularisation signal at all: refused.
+        var gram = Assert.Throws<InvalidOperationException>(() => CustomDiffusionMerge.Merge(w0, c, v, torch.zeros(3, 4)));
         Assert.Contains("C_regᵀ C_reg", gram.Message);
 
         // The same target feature twice: d Cᵀ has two equal rows.
