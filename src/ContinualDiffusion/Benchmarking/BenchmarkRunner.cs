@@ -343,8 +343,13 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
         _o.SampleSteps, _o.Guidance, _o.GuidanceRescale, _o.SampleBatch, _o.ScoreBaseClasses, _o.BasePromptTemplate, _o.ConceptPromptTemplate, _o.DataDir,
         protocol = "fine-grained v1", // FashionProtocol: concept pools, coarse base prompts, KID
         concepts = _o.Concepts.SequenceEqual(FashionConcepts.Labels) ? null : string.Join(",", _o.Concepts), // only when not the default, so earlier caches stay valid
-        training = Configuration.JsonConfig.Serialize(_o.Training with { Methods = null }), // a method's own defaults: MethodFingerprint
+        // λ and a method's own defaults are each run's own (MethodSpec.Lambda, MethodFingerprint): the shared part holds a
+        // fixed λ, so changing the default λ (read by clora alone) keeps every other method's finished runs.
+        training = Configuration.JsonConfig.Serialize(_o.Training with { Methods = null, Lambda = FingerprintLambda }),
     }, FingerprintJson);
+
+    /// The λ the shared fingerprint is written with (the value every cache before per-run λ was made with).
+    private const double FingerprintLambda = 1;
 
     /// Null members are left out, so a setting added later (null = its old behaviour) keeps the caches made before it.
     private static readonly JsonSerializerOptions FingerprintJson = new() { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
