@@ -53,7 +53,7 @@ public static class MethodTradeoffFigure
         plot.Title($"Methods: forgetting vs final accuracy (mean over {points[0].Seeds.Count} seed{(points[0].Seeds.Count == 1 ? "" : "s")})");
         plot.XLabel("F: forgetting (%, lower is better)");
         plot.YLabel("A: final average accuracy (%, higher is better)");
-        plot.ShowLegend(Alignment.LowerLeft);
+        plot.ShowLegend(Alignment.UpperRight); // the good corner (low F, high A) is where the points are
         AtomicFile.WriteAllBytes(path, plot.GetImageBytes(width, height, ImageFormat.Png));
     }
 }
