@@ -1,4 +1,3 @@
-using System.Globalization;
 using ContinualDiffusion.Checkpoints;
 using ScottPlot;
 
@@ -26,40 +25,15 @@ public static class LambdaTradeoffFigure
         if (points.Count == 0) throw new ArgumentException("λ trade-off: no C-LoRA or LoRA results");
         FigureFonts.Ensure();
         var plot = new Plot();
-        double[] xs = [.. points.Select(p => 100 * p.Forgetting.Mean)];
-        double[] ys = [.. points.Select(p => 100 * p.FinalAverage.Mean)];
+        var (xs, ys) = TradeoffPlot.Coordinates(points);
         var line = plot.Add.Scatter(xs, ys, Colors.SteelBlue);
         line.LineWidth = 1.5f;
         line.MarkerSize = 9;
         line.LegendText = "C-LoRA over λ (λ = 0: LoRA)";
         for (int k = 0; k < points.Count; k++)
-        {
-            var p = points[k];
-            if (p.Seeds.Count > 1)
-            {
-                plot.Add.Line(xs[k] - 100 * p.Forgetting.Std, ys[k], xs[k] + 100 * p.Forgetting.Std, ys[k]).Color = Colors.SteelBlue.WithAlpha(0.5);
-                plot.Add.Line(xs[k], ys[k] - 100 * p.FinalAverage.Std, xs[k], ys[k] + 100 * p.FinalAverage.Std).Color = Colors.SteelBlue.WithAlpha(0.5);
-            }
-            var label = plot.Add.Text($"λ={ReportFormat.Lambda(p.Lambda)}", xs[k], ys[k]);
-            label.LabelFontSize = 13;
-            label.OffsetX = 8;
-            label.OffsetY = -8;
-        }
-        double top = ys.Max(), bottom = ys.Min();
-        if (ReferenceAccuracy(summaries) is { } reference)
-        {
-            var h = plot.Add.HorizontalLine(100 * reference, width: 2, color: Colors.DarkOrange, pattern: LinePattern.Dashed);
-            h.LegendText = $"reference A (each concept alone) {(100 * reference).ToString("0.0", CultureInfo.InvariantCulture)}%";
-            top = Math.Max(top, 100 * reference);
-            bottom = Math.Min(bottom, 100 * reference);
-        }
-        double left = xs.Min(), right = xs.Max();
-        double padX = Math.Max(2, 0.15 * (right - left)), padY = Math.Max(2, 0.15 * (top - bottom));
-        plot.Axes.SetLimits(left - padX, right + 2 * padX, bottom - padY, top + padY);
-        plot.Title($"λ trade-off: forgetting vs final accuracy (mean over {points[0].Seeds.Count} seed{(points[0].Seeds.Count == 1 ? "" : "s")})");
-        plot.XLabel("F: forgetting (%, lower is better)");
-        plot.YLabel("A: final average accuracy (%)");
-        plot.ShowLegend(Alignment.LowerLeft);
+            TradeoffPlot.AddBarsAndLabel(plot, points[k], xs[k], ys[k], Colors.SteelBlue, $"λ={ReportFormat.Lambda(points[k].Lambda)}");
+        TradeoffPlot.Frame(plot, xs, ys, summaries, rightPads: 2, $"λ trade-off: forgetting vs final accuracy {TradeoffPlot.SeedsNote(points[0])}",
+            "A: final average accuracy (%)", Alignment.LowerLeft);
         AtomicFile.WriteAllBytes(path, plot.GetImageBytes(width, height, ImageFormat.Png));
     }
 }
