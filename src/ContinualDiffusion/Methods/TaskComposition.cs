@@ -106,7 +106,7 @@ public static class TaskComposition
         using var outer = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
         var reg = MergeFeatures.Regularization(model, MergeFeatures.ReadCaptions(captionsPath));
-        var targets = adapters.Select(a => MergeFeatures.Concept(model, a.Metadata.Token)).ToList();
+        var targets = adapters.Select(a => MergeFeatures.ConceptToken(model, a.Metadata.Token)).ToList();
         var features = torch.cat(targets, 0);
         try
         {

@@ -178,7 +178,7 @@ public class MethodTrainingTests : IDisposable
         try
         {
             using var model = RunModel.LoadForSampling(new RunDirectory(Run));
-            var features = adapters.Select(a => MergeFeatures.Concept(model, a.Metadata.Token)).ToList();
+            var features = adapters.Select(a => MergeFeatures.ConceptToken(model, a.Metadata.Token)).ToList();
             foreach (var (name, (w0, w)) in Weights(model))
             {
                 Assert.False(w0.allclose(w, 1e-6, 1e-7), $"{name}: the merge changed nothing");
@@ -254,8 +254,8 @@ public class MethodTrainingTests : IDisposable
     [Fact]
     public void Custom_diffusion_merge_refuses_a_task_beyond_what_the_text_width_can_merge()
     {
-        Assert.Equal(8, TaskComposition.MaxMergedConcepts(32));   // the Fashion and sd-tiny models
-        Assert.Equal(192, TaskComposition.MaxMergedConcepts(768)); // SD 1.x
+        Assert.Equal(16, TaskComposition.MaxMergedConcepts(32));  // the Fashion and sd-tiny models: 2 rows per concept
+        Assert.Equal(384, TaskComposition.MaxMergedConcepts(768)); // SD 1.x
     }
 
     [Theory]
