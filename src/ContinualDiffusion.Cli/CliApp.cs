@@ -40,6 +40,7 @@ public static class CliApp
         root.Subcommands.Add(ExportCommand.Create(stdout));
         root.Subcommands.Add(BenchmarkCommand.Create(stdout, stderr, () => Cancellation.Token));
         root.Subcommands.Add(PretrainCommand.Create(stdout, stderr, () => Cancellation.Token));
+        root.Subcommands.Add(ClassifyCommand.Create(stdout, stderr, () => Cancellation.Token));
         return root;
     }
 

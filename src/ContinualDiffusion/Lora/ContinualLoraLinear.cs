@@ -41,7 +41,7 @@ public sealed class ContinualLoraLinear : nn.Module<Tensor, Tensor>, IAdaptedLin
         public required Linear Base;
         public required Tensor Past;     // Σ past tasks' A·B, [out, in]
         public required Tensor Merged;   // W_init + Past, [out, in]; rebuilt if the weight moves device/dtype
-        public required bool PastIsZero;
+        public required bool PastIsZero { get; set; }
     }
 
     /// Name of the adapted layer in the model, e.g. "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k".
@@ -185,6 +185,26 @@ public sealed class ContinualLoraLinear : nn.Module<Tensor, Tensor>, IAdaptedLin
         using var noGrad = torch.no_grad();
         using var delta = CurrentDelta();
         return FrozenMergedWeight().Plus(delta);
+    }
+
+    /// Moves on to the next task in place: the current delta A·B joins the frozen past (P ← P + A·B), A restarts at
+    /// zero and B at a fresh kaiming-uniform draw, exactly as a newly built layer over the new past would start. Used
+    /// where one model learns task after task in memory (the classification ViT); the diffusion trainer builds fresh
+    /// layers from the adapter files instead.
+    public void StartNextTask(Generator? generator = null)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var oldPast = _frozen.Past;
+        using (var delta = CurrentDelta())
+            _frozen.Past = Owned(oldPast.Plus(delta));
+        oldPast.Dispose();
+        _frozen.PastIsZero = _frozen.Past.count_nonzero().item<long>() == 0;
+        var oldMerged = _frozen.Merged;
+        _frozen.Merged = MergeFrozen(_frozen.Past);
+        oldMerged.Dispose();
+        lora_A.zero_();
+        lora_B.copy_(KaimingUniformDown(Rank, InFeatures, lora_B.dtype, lora_B.device, generator));
     }
 
     /// The parameters the optimiser should see: the current task's factors only.
