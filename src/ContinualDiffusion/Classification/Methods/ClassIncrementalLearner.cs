@@ -114,6 +114,29 @@ public abstract class ClassIncrementalLearner : IDisposable
     protected static Tensor Required(IReadOnlyDictionary<string, Tensor> state, string key) =>
         state.TryGetValue(key, out var t) ? t : throw new InputException($"the saved state has no '{key}'");
 
+    /// A saved tensor that must have `shape`, or an error naming the key and the options (`decidedBy`) that fix it.
+    protected static Tensor Expect(IReadOnlyDictionary<string, Tensor> state, string key, long[] shape, string decidedBy)
+    {
+        var t = Required(state, key);
+        if (!t.shape.SequenceEqual(shape))
+            throw new InputException($"'{key}' is [{string.Join(", ", t.shape)}], the options give [{string.Join(", ", shape)}] ({decidedBy} must be the run's)");
+        return t;
+    }
+
+    /// The dtype and device of the backbone's weights, where a method's own tensors live.
+    protected (ScalarType DType, Device Device) BackboneKind()
+    {
+        var p = Backbone.parameters().First();
+        return (p.dtype, p.device);
+    }
+
+    /// A parameter the learner keeps: taken out of every dispose scope; the learner disposes it.
+    protected static Parameter Owned(Parameter p)
+    {
+        p.DetachFromDisposeScope();
+        return p;
+    }
+
     public void Dispose()
     {
         Dispose(true);

@@ -76,6 +76,8 @@ public sealed class CodaPromptLearner : ClassIncrementalLearner
         return options;
     }
 
+    private const string Decided = "Components, ExpectedTasks, PromptLength and the backbone's width";
+
     public override string Method => "coda-prompt";
 
     /// Tokens per prompt (Lp; Lp/2 prefix keys and Lp/2 prefix values).
@@ -247,9 +249,9 @@ public sealed class CodaPromptLearner : ClassIncrementalLearner
             {
                 using var scope = torch.NewDisposeScope();
                 blocks[b] = new Slice(
-                    Frozen(Expect(state, Key(b, t, "prompts"), [c, PromptLength, dim]), dtype, device),
-                    Frozen(Expect(state, Key(b, t, "keys"), [c, dim]), dtype, device),
-                    Frozen(Expect(state, Key(b, t, "attention"), [c, dim]), dtype, device));
+                    Frozen(Expect(state, Key(b, t, "prompts"), [c, PromptLength, dim], Decided), dtype, device),
+                    Frozen(Expect(state, Key(b, t, "keys"), [c, dim], Decided), dtype, device),
+                    Frozen(Expect(state, Key(b, t, "attention"), [c, dim], Decided), dtype, device));
             }
             _slices.Add(blocks);
         }
@@ -258,26 +260,6 @@ public sealed class CodaPromptLearner : ClassIncrementalLearner
     /// A restored slice: frozen (only a new task's components train), like every finished task's.
     private static Parameter Frozen(Tensor saved, ScalarType dtype, Device device) =>
         Owned(new Parameter(saved.detach().to(dtype, device).clone(), requires_grad: false));
-
-    private static Tensor Expect(IReadOnlyDictionary<string, Tensor> state, string key, long[] shape)
-    {
-        var t = Required(state, key);
-        if (!t.shape.SequenceEqual(shape))
-            throw new InputException($"'{key}' is [{string.Join(", ", t.shape)}], the options give [{string.Join(", ", shape)}] (Components, ExpectedTasks, PromptLength and the backbone's width must be the run's)");
-        return t;
-    }
-
-    private (ScalarType DType, Device Device) BackboneKind()
-    {
-        var p = Backbone.parameters().First();
-        return (p.dtype, p.device);
-    }
-
-    private static Parameter Owned(Parameter p)
-    {
-        p.DetachFromDisposeScope();
-        return p;
-    }
 
     private void DisposeSlices()
     {

@@ -59,6 +59,8 @@ public sealed class L2pLearner : ClassIncrementalLearner
         return options;
     }
 
+    private const string Decided = "PoolSize, PromptLength and the backbone's width";
+
     public override string Method => "l2p";
 
     /// Tokens per prompt (Lp).
@@ -154,32 +156,12 @@ public sealed class L2pLearner : ClassIncrementalLearner
     {
         using var scope = torch.NewDisposeScope();
         long dim = Backbone.Config.EmbedDim;
-        var prompts = Expect(state, "l2p.prompts", [Options.PoolSize, PromptLength, dim]);
-        var keys = Expect(state, "l2p.keys", [Options.PoolSize, dim]);
+        var prompts = Expect(state, "l2p.prompts", [Options.PoolSize, PromptLength, dim], Decided);
+        var keys = Expect(state, "l2p.keys", [Options.PoolSize, dim], Decided);
         var (dtype, device) = BackboneKind();
         DisposePool();
         _prompts = Owned(new Parameter(prompts.detach().to(dtype, device).clone(), requires_grad: true));
         _keys = Owned(new Parameter(keys.detach().to(dtype, device).clone(), requires_grad: true));
-    }
-
-    private static Tensor Expect(IReadOnlyDictionary<string, Tensor> state, string key, long[] shape)
-    {
-        var t = Required(state, key);
-        if (!t.shape.SequenceEqual(shape))
-            throw new InputException($"'{key}' is [{string.Join(", ", t.shape)}], the options give [{string.Join(", ", shape)}] (PoolSize, PromptLength and the backbone's width must be the run's)");
-        return t;
-    }
-
-    private (ScalarType DType, Device Device) BackboneKind()
-    {
-        var p = Backbone.parameters().First();
-        return (p.dtype, p.device);
-    }
-
-    private static Parameter Owned(Parameter p)
-    {
-        p.DetachFromDisposeScope();
-        return p;
     }
 
     private void DisposePool()
