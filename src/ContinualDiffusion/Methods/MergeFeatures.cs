@@ -20,10 +20,11 @@ public static class MergeFeatures
 
     /// Rows <see cref="ConceptToken"/> gives per concept: the token's row in each target template. The end token's
     /// row is left out: on a narrow text encoder (the Fashion model's 32 features) every prompt's end-token features
-    /// are nearly alike, and constraining a concept's end-token outputs moved every prompt's. Measured (3 tasks,
+    /// are nearly alike, so constraining a concept's end-token outputs moves every prompt's. Measured (3 tasks,
     /// validation seed 100, 50 samples): with end-token rows the merge drew both concepts as sandals from task 2 on
-    /// (A after task 3: 2.7%); with the token rows only it does not collapse (A 14%), though it still keeps little
-    /// of each concept (pullover 14% merged alone, where its own weights give 78%).
+    /// (A after task 3: 2.7%), with the token rows only it did not (A 14%). Over the benchmark's 5 tasks and seeds
+    /// 0–2 the token-only form fails too (A 15.3%, noise from the second concept on): neither form makes the merge
+    /// work on this model (see the README's method comparison).
     public const int RowsPerConcept = 2;
 
     /// The shipped captions (configs/methods/regularization-captions.txt next to the binaries).

@@ -4,15 +4,22 @@ using ScottPlot;
 namespace ContinualDiffusion.Evaluation.Reporting;
 
 /// The comparison of methods as the continual-learning literature draws it: forgetting F (x) against final average
-/// accuracy A (y), one labelled point per continual method (the λ sweep's extra C-LoRA runs left out: they have their
-/// own figure), ±1 std bars over seeds, and the non-continual reference's A as a dashed line.
+/// accuracy A (y), one labelled point per continual method (C-LoRA's extra λ runs labelled with their λ), ±1 std bars
+/// over seeds, and the non-continual reference's A as a dashed line. A label that would sit on an earlier one goes
+/// below its point.
 public static class MethodTradeoffFigure
 {
     public const string FileName = "method-tradeoff.png";
 
-    /// Every continual method but the sweep's "clora-l…" runs.
+    /// Every continual method (all but the reference).
     public static IReadOnlyList<MethodSummary> Points(IReadOnlyList<MethodSummary> summaries) =>
-        [.. summaries.Where(s => s.Method != "reference" && !s.Method.StartsWith("clora-l", StringComparison.Ordinal))];
+        [.. summaries.Where(s => s.Method != "reference")];
+
+    /// The point's label: the method, with λ for C-LoRA's runs when the figure has more than one.
+    public static string Label(MethodSummary s, IReadOnlyList<MethodSummary> points) =>
+        s.Method.StartsWith("clora", StringComparison.Ordinal) && points.Count(p => p.Method.StartsWith("clora", StringComparison.Ordinal)) > 1
+            ? $"clora (λ {ReportFormat.Lambda(s.Lambda)})"
+            : s.Method;
 
     public static void Save(string path, IReadOnlyList<MethodSummary> summaries, int width = Figures.DefaultWidth, int height = Figures.DefaultHeight)
     {
@@ -21,11 +28,15 @@ public static class MethodTradeoffFigure
         FigureFonts.Ensure();
         var plot = new Plot();
         var (xs, ys) = TradeoffPlot.Coordinates(points);
+        var below = new bool[points.Count];
         for (int k = 0; k < points.Count; k++)
         {
             var color = Colors.Category10[k % Colors.Category10.Length];
-            plot.Add.Marker(xs[k], ys[k], MarkerShape.FilledCircle, 10, color).LegendText = points[k].Method;
-            TradeoffPlot.AddBarsAndLabel(plot, points[k], xs[k], ys[k], color, points[k].Method);
+            var label = Label(points[k], points);
+            plot.Add.Marker(xs[k], ys[k], MarkerShape.FilledCircle, 10, color).LegendText = label;
+            // Labels run about 12 F-points wide and 2 A-points high at this figure's usual scale.
+            below[k] = Enumerable.Range(0, k).Any(j => !below[j] && Math.Abs(xs[j] - xs[k]) < 12 && Math.Abs(ys[j] - ys[k]) < 2);
+            TradeoffPlot.AddBarsAndLabel(plot, points[k], xs[k], ys[k], color, label, below[k]);
         }
         // The legend goes to the upper right: the good corner (low F, high A) is where the points are.
         TradeoffPlot.Frame(plot, xs, ys, summaries, rightPads: 3, $"Methods: forgetting vs final accuracy {TradeoffPlot.SeedsNote(points[0])}",

@@ -11,8 +11,9 @@ internal static class TradeoffPlot
     public static (double[] Xs, double[] Ys) Coordinates(IReadOnlyList<MethodSummary> points) =>
         ([.. points.Select(p => 100 * p.Forgetting.Mean)], [.. points.Select(p => 100 * p.FinalAverage.Mean)]);
 
-    /// ±1 std bars (when there is more than one seed) and a label to the point's upper right.
-    public static void AddBarsAndLabel(Plot plot, MethodSummary p, double x, double y, Color color, string label)
+    /// ±1 std bars (when there is more than one seed) and a label to the point's upper right (lower right when
+    /// `below`, for a point whose upper-right neighbour already carries a label).
+    public static void AddBarsAndLabel(Plot plot, MethodSummary p, double x, double y, Color color, string label, bool below = false)
     {
         if (p.Seeds.Count > 1)
         {
@@ -22,7 +23,7 @@ internal static class TradeoffPlot
         var text = plot.Add.Text(label, x, y);
         text.LabelFontSize = 13;
         text.OffsetX = 8;
-        text.OffsetY = -8;
+        text.OffsetY = below ? 14 : -8;
     }
 
     /// The reference line, limits (`rightPads` paddings to the right, room for labels), title, axis labels and legend.
