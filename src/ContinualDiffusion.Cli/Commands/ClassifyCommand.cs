@@ -92,7 +92,7 @@ internal static class ClassifyCommand
 
     private static Option<FileInfo?> BackboneOption() => new("--backbone")
     {
-        Description = "A ViT written by `cdiff classify pretrain` (default: the cached Fashion-MNIST backbone, pretrained on first use).",
+        Description = "A ViT written by `cdiff classify pretrain` (default: the one that ships with cdiff, models/vit-fashion.safetensors).",
     };
 
     private static Option<FileInfo?> MnistOption() => new("--mnist")
@@ -228,8 +228,7 @@ internal static class ClassifyCommand
     private static string BackbonePath(FileInfo? given)
     {
         if (given is not null) return given.FullName;
-        var (path, _) = BackboneCache.Ensure(VitConfig.Load(BackboneCache.DefaultConfigPath), new VitPretraining.Options(), m => Log.Information("{Message}", m));
-        return path;
+        return BackboneCache.Default(m => Log.Information("{Message}", m));
     }
 
     private static int[] ParseDigits(string text)

@@ -5,11 +5,20 @@ using ContinualDiffusion.Data;
 
 namespace ContinualDiffusion.Classification;
 
-/// The pretrained ViT the classification commands use by default: trained once per machine on Fashion-MNIST's
-/// train split (60,000 images; the continual classes are MNIST digits, so disjoint) and cached under
+/// The pretrained ViT the classification commands use by default: the one that ships with cdiff
+/// (models/vit-fashion.safetensors, copied next to the binaries), or else one trained once per machine on
+/// Fashion-MNIST's train split (60,000 images; the continual classes are MNIST digits, so disjoint) and cached under
 /// `$CDIFF_CACHE/classify/`, named by a fingerprint of its config and pretraining options, so a change retrains.
 public static class BackboneCache
 {
+    /// The shipped backbone next to the binaries (made by `cdiff classify pretrain` with its defaults; models/README.md).
+    public static string ShippedPath => Path.Combine(AppContext.BaseDirectory, "models", "vit-fashion.safetensors");
+
+    /// The shipped backbone when it is there, else the cached one for the default config and options (pretrained first
+    /// if missing).
+    public static string Default(Action<string>? info = null, Action<int, int, double>? progress = null) =>
+        File.Exists(ShippedPath) ? ShippedPath : Ensure(VitConfig.Load(DefaultConfigPath), new VitPretraining.Options(), info, progress).Path;
+
     /// configs/models/vit-fashion.json next to the binaries.
     public static string DefaultConfigPath => Path.Combine(AppContext.BaseDirectory, "configs", "models", "vit-fashion.json");
 

@@ -45,7 +45,7 @@ public static class ClassTaskTrainer
                 {
                     using var scope = torch.NewDisposeScope();
                     using var _ = pixels;
-                    var targets = torch.tensor(indices.Select(i => (long)(learner.ColumnOf(train.Labels[i]) - learner.CurrentOffset)).ToArray());
+                    var targets = torch.tensor(indices.Select(i => (long)(learner.ColumnOf(train.Labels[i]) - learner.TrainingOffset)).ToArray());
                     optimizer.ZeroGrad();
                     var (logits, extra) = learner.TrainForward(pixels);
                     var loss = nn.functional.cross_entropy(logits, targets);

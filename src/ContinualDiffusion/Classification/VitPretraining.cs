@@ -14,7 +14,7 @@ public static class VitPretraining
 {
     public sealed record Options
     {
-        public int Epochs { get; init; } = 5;
+        public int Epochs { get; init; } = 15;
         public int BatchSize { get; init; } = 128;
         public double LearningRate { get; init; } = 2e-3;
         public double WeightDecay { get; init; } = 0.05;

@@ -136,6 +136,18 @@ public sealed class LearnerTests
         Assert.Contains("class 8 was already learned", e.Message);
     }
 
+    [Fact]
+    public void A_one_class_task_trains_against_the_classes_seen_so_far()
+    {
+        using var vit = ClassifyTestData.TinyVit();
+        using var learner = new LoraLearner(vit, Quick, penalised: true);
+        var first = ClassTaskTrainer.LearnTask(learner, [1], ClassifyTestData.Fashion([1], 16));
+        Assert.Equal(0.0, first.FinalLoss); // one class and nothing before it: the loss has nothing to separate
+        var second = ClassTaskTrainer.LearnTask(learner, [8], ClassifyTestData.Fashion([8], 16));
+        Assert.Equal(0, learner.TrainingOffset); // over both classes, not the new one alone
+        Assert.True(second.FinalLoss > 0, "a one-class task after another learned nothing");
+    }
+
     private static ClassIncrementalLearner Create(string method, VisionTransformer vit) => method switch
     {
         "clora" => new LoraLearner(vit, Quick, penalised: true),

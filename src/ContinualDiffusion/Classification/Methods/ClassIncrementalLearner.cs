@@ -12,7 +12,8 @@ namespace ContinualDiffusion.Classification.Methods;
 ///
 /// Training follows CODA-Prompt's protocol (Smith et al., CVPR 2023, and its code): a task's cross-entropy is over
 /// that task's own classes only (the logits of earlier classes are left out), so the new rows of the head cannot push
-/// the old classes' scores down with data the old classes never see.
+/// the old classes' scores down with data the old classes never see. A task of one class is the exception: over one
+/// logit the loss is identically zero and nothing would learn, so its cross-entropy runs over every class seen so far.
 public abstract class ClassIncrementalLearner : IDisposable
 {
     private readonly List<int> _classes = [];
@@ -44,6 +45,9 @@ public abstract class ClassIncrementalLearner : IDisposable
     /// The first column of the current task.
     public int CurrentOffset => _classes.Count - (_taskSizes.Count == 0 ? 0 : _taskSizes[^1]);
 
+    /// The first column the training loss sees: the current task's (or 0 for a one-class task, see above).
+    public int TrainingOffset => _taskSizes.Count > 0 && _taskSizes[^1] == 1 ? 0 : CurrentOffset;
+
     /// Whether the method trains at all (NCM does not).
     public virtual bool Trains => true;
 
@@ -70,13 +74,13 @@ public abstract class ClassIncrementalLearner : IDisposable
     /// Parameter groups the optimiser trains for the current task: (name, parameters, learning rate).
     public abstract IEnumerable<(string Name, IReadOnlyList<Parameter> Parameters, double LearningRate)> TrainableGroups();
 
-    /// The training forward: logits over the current task's classes [B, n_task], plus the method's extra loss
+    /// The training forward: logits over the columns from TrainingOffset on (the current task's classes), plus the method's extra loss
     /// (already weighted) or null.
     public virtual (Tensor Logits, Tensor? ExtraLoss) TrainForward(Tensor images)
     {
         using var scope = torch.NewDisposeScope();
         var (features, extra) = TrainFeatures(images);
-        var logits = Head.call(features).narrow(1, CurrentOffset, _taskSizes[^1]);
+        var logits = Head.call(features).narrow(1, TrainingOffset, _classes.Count - TrainingOffset);
         extra?.MoveToOuterDisposeScope();
         return (logits.MoveToOuterDisposeScope(), extra);
     }
