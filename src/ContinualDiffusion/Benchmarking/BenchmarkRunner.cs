@@ -357,7 +357,15 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
     /// What a run's numbers depend on beyond the shared fingerprint: the method's own defaults from the config's
     /// `methods` section, when it has any (so methods without them keep the caches they had before the section existed).
     private string MethodFingerprint(MethodSpec spec) =>
-        _o.Training.Methods is { } m && m.TryGetValue(spec.TrainingMethod, out var d) ? "|method defaults " + JsonSerializer.Serialize(d, ResultsJson.Options) : "";
+        (_o.Training.Methods is { } m && m.TryGetValue(spec.TrainingMethod, out var d) ? "|method defaults " + JsonSerializer.Serialize(d, ResultsJson.Options) : "")
+        + (MethodAlgorithmVersions.TryGetValue(spec.TrainingMethod, out var v) ? $"|algorithm {v}" : "");
+
+    /// A method whose computation changed gets a version here, so its cached runs from the old code are recomputed
+    /// while every other method keeps its cache.
+    private static readonly Dictionary<string, string> MethodAlgorithmVersions = new(StringComparer.Ordinal)
+    {
+        ["custom-diffusion-merge"] = "merge on the concept token's rows (2026-12-07)",
+    };
 
     private Dictionary<string, string> ReportConfig(double classifierAccuracy, double wallSeconds)
     {

@@ -42,14 +42,14 @@ public static class BackboneCache
 
     /// Pretrains a backbone on Fashion-MNIST and writes it to `path` (atomically).
     public static VitPretraining.Result Pretrain(string path, VitConfig config, VitPretraining.Options options, Action<string>? info = null,
-        Action<int, int, double>? progress = null)
+        Action<int, int, double>? progress = null, CancellationToken cancel = default)
     {
         var train = LabeledImages.FromFashion(FashionMnist.LoadTrain());
         var test = LabeledImages.FromFashion(FashionMnist.LoadTest());
         using var g = new TorchSharp.torch.Generator(unchecked((ulong)options.Seed + 1));
         TorchSharp.torch.manual_seed(options.Seed).Dispose(); // the layers' default initialisers draw from the global generator
         using var model = VisionTransformer.Create(config, FashionMnist.ClassNames.Length, g);
-        var result = VitPretraining.Train(model, train, test, options, progress);
+        var result = VitPretraining.Train(model, train, test, options, progress, cancel);
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!);
         VitCheckpoint.Save(path, model, FashionMnist.ClassNames, "Fashion-MNIST train (60,000)", result.TestAccuracy);
         info?.Invoke($"ViT backbone: test accuracy {result.TestAccuracy:P1} on Fashion-MNIST after {result.Steps} steps ({result.Seconds / 60:F1} min): {path}");

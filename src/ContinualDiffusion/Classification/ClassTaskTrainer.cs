@@ -17,7 +17,7 @@ public static class ClassTaskTrainer
 
     /// Begins the task with `classes`, trains it on `train` (images of those classes only) and ends it.
     public static Result LearnTask(ClassIncrementalLearner learner, IReadOnlyList<int> classes, LabeledImages train,
-        Action<int, int, double>? progress = null)
+        Action<int, int, double>? progress = null, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(learner);
         ArgumentNullException.ThrowIfNull(train);
@@ -45,6 +45,7 @@ public static class ClassTaskTrainer
                 {
                     using var scope = torch.NewDisposeScope();
                     using var _ = pixels;
+                    cancel.ThrowIfCancellationRequested();
                     var targets = torch.tensor(indices.Select(i => (long)(learner.ColumnOf(train.Labels[i]) - learner.TrainingOffset)).ToArray());
                     optimizer.ZeroGrad();
                     var (logits, extra) = learner.TrainForward(pixels);
@@ -54,7 +55,8 @@ public static class ClassTaskTrainer
                     steps++;
                     optimizer.Step(LearningRateSchedule.Scale(steps, total));
                     lastLoss = loss.item<float>();
-                    if (!double.IsFinite(lastLoss)) throw new InvalidOperationException($"{learner.Method}: the loss became {lastLoss} at step {steps}");
+                    if (!double.IsFinite(lastLoss))
+                        throw new TrainingDivergedException($"{learner.Method}: the loss became {lastLoss} at step {steps} of task {learner.Tasks}; nothing was written (try a lower --lr or --lambda)");
                     progress?.Invoke(steps, total, lastLoss);
                 }
             }

@@ -36,4 +36,7 @@ public sealed record ClassifyTaskEntry
     public required string State { get; init; }
     public required string StateSha256 { get; init; }
     public required long TrainedValues { get; init; }
+
+    /// The options this task trained with (a later task defaults to the run's, task 1's, and may override them).
+    public ClassifyOptions? Options { get; init; }
 }

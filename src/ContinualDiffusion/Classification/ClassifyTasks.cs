@@ -16,12 +16,30 @@ public static class ClassifyTasks
     public sealed record TrainRequest(string RunDir, int Task, string? Method, string BackbonePath, IReadOnlyList<int>? Classes, string? ImagesDir,
         ClassifyOptions? Options, string? MnistTarball = null);
 
-    public sealed record TaskOutcome(ClassifyTaskEntry Entry, IReadOnlyList<string> ClassNames, double[] AccuracyPerTask, double Accuracy);
+    /// The task just learned and, for MNIST runs, the accuracy on the test images of every task so far (null for class
+    /// folders: the training folders are not test images; `classify eval --images` scores those).
+    public sealed record TaskOutcome(ClassifyTaskEntry Entry, IReadOnlyList<string> ClassNames, double[]? AccuracyPerTask, double? Accuracy);
 
     public static TaskOutcome Train(TrainRequest request, Action<string>? info = null, Action<int, int, double>? progress = null, CancellationToken cancel = default)
     {
         var run = new ClassifyRun(request.RunDir);
+        if (!run.Exists && request.Task != 1) // before the lock, which would create the folder
+            throw new InputException($"--task {request.Task}: {run.Root} has no classification run yet, so the first task is 1");
+        bool created = !Directory.Exists(run.Root);
+        try { return TrainLocked(run, request, info, progress, cancel); }
+        catch
+        {
+            // A failed first task leaves no empty run folder behind. (Checked here, not in a filter: filters run before
+            // the inner frames' `using`s have released the lock file.)
+            if (created && Directory.Exists(run.Root) && !Directory.EnumerateFileSystemEntries(run.Root).Any()) Directory.Delete(run.Root);
+            throw;
+        }
+    }
+
+    private static TaskOutcome TrainLocked(ClassifyRun run, TrainRequest request, Action<string>? info, Action<int, int, double>? progress, CancellationToken cancel)
+    {
         using var runLock = RunLock.Acquire(run.Root, info);
+        using var taskScope = torch.NewDisposeScope(); // every temporary of the task, whatever the method does
         var manifest = run.Exists ? run.Read() : null;
         int expected = (manifest?.Tasks.Count ?? 0) + 1;
         if (request.Task != expected)
@@ -40,7 +58,7 @@ public static class ClassifyTasks
         if (manifest is not null && manifest.Dataset != dataset)
             throw new InputException($"this run learns from {manifest.Dataset} ({(manifest.Dataset == "mnist" ? "--classes" : "--images")}); every task of a run uses the same source");
 
-        var backbonePath = Path.GetFullPath(request.BackbonePath);
+        var backbonePath = RequireFile(request.BackbonePath, "--backbone");
         var hash = RunDirectory.Sha256File(backbonePath);
         if (manifest is not null && manifest.Backbone.Sha256 != hash)
             throw new InputException($"--backbone {backbonePath}: SHA-256 {hash[..12]}… is not the backbone this run was trained on ({manifest.Backbone.Path}, {manifest.Backbone.Sha256[..12]}…)");
@@ -79,8 +97,13 @@ public static class ClassifyTasks
             Restore(run, manifest, learner);
         cancel.ThrowIfCancellationRequested();
         info?.Invoke($"task {request.Task}: {method} learns {string.Join(", ", taskClasses.Select(c => classNames[c]))} from {train.Count} images");
-        var result = ClassTaskTrainer.LearnTask(learner, taskClasses, train, progress);
+        var result = ClassTaskTrainer.LearnTask(learner, taskClasses, train, progress, cancel);
         cancel.ThrowIfCancellationRequested();
+
+        // Scored before the commit, so a failure here leaves the run as it was.
+        var tasks = (manifest?.Tasks.Select(t => t.Classes) ?? []).Append(taskClasses).ToList();
+        double[]? perTask = null; double? overall = null;
+        if (dataset == "mnist") (perTask, overall) = Score(learner, dataset, null, request.MnistTarball, tasks, side, classNames, info);
 
         // Commit: the state file first, then the manifest that names it.
         Directory.CreateDirectory(run.StatesDir);
@@ -93,15 +116,13 @@ public static class ClassifyTasks
             Task = request.Task, Classes = taskClasses, TrainImages = train.Count, Steps = result.Steps, FinalLoss = result.FinalLoss,
             Seconds = result.Seconds, State = ClassifyRun.StateFileName(request.Task), StateSha256 = RunDirectory.Sha256File(statePath),
             TrainedValues = learner.TrainableGroups().Sum(g => g.Parameters.Sum(p => p.numel())),
+            Options = options,
         };
         var updated = (manifest ?? new ClassifyManifest
         {
             Method = method, Backbone = new ClassifyManifest.BackboneRef(backbonePath, hash), Options = options, Dataset = dataset, ClassNames = classNames,
         }) with { ClassNames = classNames, Tasks = [.. manifest?.Tasks ?? [], entry] };
         run.Write(updated);
-
-        var tasks = updated.Tasks.Select(t => t.Classes).ToList();
-        var (perTask, overall) = Score(learner, dataset, request.ImagesDir, request.MnistTarball, tasks, side, classNames, info);
         return new TaskOutcome(entry, classNames, perTask, overall);
     }
 
@@ -116,10 +137,12 @@ public static class ClassifyTasks
         if (manifest.Tasks.Count == 0) throw new InputException($"{run.ManifestPath}: no finished task to evaluate");
         var problems = run.VerifyIntegrity(manifest);
         if (problems.Count > 0) throw new InputException(problems[0]);
-        var path = Path.GetFullPath(backbonePath ?? manifest.Backbone.Path);
-        if (!File.Exists(path)) throw new InputException($"{path}: the run's backbone is not there any more; pass --backbone with where it is now");
+        if (backbonePath is null && !File.Exists(manifest.Backbone.Path))
+            throw new InputException($"{manifest.Backbone.Path}: the run's backbone is not there any more; pass --backbone with where it is now");
+        var path = RequireFile(backbonePath ?? manifest.Backbone.Path, "--backbone");
         if (RunDirectory.Sha256File(path) != manifest.Backbone.Sha256)
             throw new InputException($"--backbone {path}: is not the backbone this run was trained on (SHA-256 differs)");
+        using var scope = torch.NewDisposeScope();
         var (backbone, _) = VitCheckpoint.Load(path);
         using var _b = backbone;
         using var learner = ClassifyMethods.Create(manifest.Method, backbone, manifest.Options);
@@ -129,6 +152,15 @@ public static class ClassifyTasks
         var tasks = manifest.Tasks.Select(t => t.Classes).ToList();
         var (perTask, overall) = Score(learner, imagesDir is null ? manifest.Dataset : "folders", imagesDir, mnistTarball, tasks, backbone.Config.ImageSize, manifest.ClassNames, info);
         return new EvalOutcome(manifest, perTask, overall);
+    }
+
+    /// The full path of an existing file, or an error naming the option.
+    public static string RequireFile(string path, string option)
+    {
+        var full = Path.GetFullPath(path);
+        if (Directory.Exists(full)) throw new InputException($"{option} {full}: is a folder, expected a file");
+        if (!File.Exists(full)) throw new InputException($"{option} {full}: file not found");
+        return full;
     }
 
     private static void Restore(ClassifyRun run, ClassifyManifest manifest, ClassIncrementalLearner learner)

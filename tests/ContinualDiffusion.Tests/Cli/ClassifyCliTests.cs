@@ -64,7 +64,19 @@ public sealed class ClassifyCliTests : IDisposable
         AssertBad(Train("--task", "2", "--classes", "6,12"), "--classes", "'12'");
         AssertBad(Train("--task", "2", "--classes", "6,7", "--lambda", "2"), "--lambda does not apply to lora");
         AssertBad(CliRunner.Run("classify", "train", "--run", Run, "--task", "2", "--classes", "6", "--backbone", Path.Combine(_dir, "missing.safetensors")), "missing.safetensors");
+        AssertBad(Train("--task", "2", "--classes", "6,7", "--lr", "NaN"), "--lr NaN", "positive finite");
+        AssertBad(CliRunner.Run("classify", "train", "--run", Run, "--task", "2", "--classes", "6", "--backbone", _dir), "--backbone", "is a folder");
+        AssertBad(CliRunner.Run("classify", "train", "--run", Run, "--task", "2", "--classes", "6", "--backbone", Backbone, "--mnist", Path.Combine(_dir, "nope.tgz")),
+            "--mnist", "nope.tgz", "file not found");
         Assert.Equal(stateBefore, File.ReadAllBytes(new ClassifyRun(Run).StatePath(1))); // nothing the user had was touched
+        Assert.Single(new ClassifyRun(Run).Read().Tasks);
+
+        // A first task that fails leaves no run folder behind.
+        var fresh = Path.Combine(_dir, "fresh");
+        AssertBad(CliRunner.Run("classify", "train", "--run", fresh, "--task", "1", "--classes", "6", "--backbone", Backbone, "--mnist", Path.Combine(_dir, "nope.tgz")), "--mnist");
+        Assert.False(Directory.Exists(fresh), "a failed first task left a run folder");
+        AssertBad(CliRunner.Run("classify", "train", "--run", fresh, "--task", "2", "--classes", "6", "--backbone", Backbone), "the first task is 1");
+        Assert.False(Directory.Exists(fresh));
 
         File.WriteAllBytes(new ClassifyRun(Run).StatePath(1), [.. stateBefore.Take(stateBefore.Length - 1), (byte)(stateBefore[^1] ^ 1)]);
         AssertBad(CliRunner.Run("classify", "status", "--run", Run), "integrity", "SHA-256");
@@ -80,6 +92,8 @@ public sealed class ClassifyCliTests : IDisposable
         var t = Train("--task", "1", "--method", "finetune", "--images", images);
         Assert.True(t.ExitCode == 0, t.Stderr);
         Assert.Contains("learned blue, red from 12 images", t.Stdout);
+        Assert.Contains("classify eval", t.Stdout); // training folders are not test images: no accuracy is claimed
+        Assert.DoesNotContain("accuracy over", t.Stdout);
 
         var eval = CliRunner.Run("classify", "eval", "--run", Run, "--images", images);
         Assert.True(eval.ExitCode == 0, eval.Stderr);

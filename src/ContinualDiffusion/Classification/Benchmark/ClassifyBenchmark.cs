@@ -23,7 +23,7 @@ public static class ClassifyBenchmark
         foreach (var m in options.Methods)
             if (!ClassifyMethods.Names.Contains(m)) throw new InputException($"--methods: '{m}' is not one of {string.Join(", ", ClassifyMethods.Names)}");
         var (train, test) = MnistDigits.Load(options.MnistTarball, info);
-        var backboneHash = Runs.RunDirectory.Sha256File(options.BackbonePath);
+        var backboneHash = Runs.RunDirectory.Sha256File(ClassifyTasks.RequireFile(options.BackbonePath, "--backbone"));
         var runsDir = Path.Combine(options.OutDir, "runs");
         Directory.CreateDirectory(runsDir);
         var results = new List<ClassifyMethodRun>();
@@ -61,6 +61,7 @@ public static class ClassifyBenchmark
         IReadOnlyList<IReadOnlyList<int>> tasks, LabeledImages train, LabeledImages test, Action<string>? info,
         Action<string, int, int, double>? progress, CancellationToken cancel)
     {
+        using var scope = torch.NewDisposeScope();
         var (backbone, _) = VitCheckpoint.Load(options.BackbonePath);
         using var _b = backbone;
         using var learner = ClassifyMethods.Create(method, backbone, training);
@@ -73,7 +74,7 @@ public static class ClassifyBenchmark
             cancel.ThrowIfCancellationRequested();
             var clock = Stopwatch.StartNew();
             var taskTrain = train.OfClasses(tasks[t].ToHashSet());
-            var result = ClassTaskTrainer.LearnTask(learner, tasks[t], taskTrain, (s, total, loss) => progress?.Invoke($"{method} seed {seed} task {t + 1}", s, total, loss));
+            var result = ClassTaskTrainer.LearnTask(learner, tasks[t], taskTrain, (s, total, loss) => progress?.Invoke($"{method} seed {seed} task {t + 1}", s, total, loss), cancel);
             seconds.Add(clock.Elapsed.TotalSeconds);
             trained = learner.TrainableGroups().Sum(g => g.Parameters.Sum(p => p.numel()));
             // Score every task so far (joint: its one task, reported by the continual methods' task groups).
@@ -105,7 +106,7 @@ public static class ClassifyBenchmark
     /// Everything a run's numbers depend on: method, seed, task split, training options, backbone bytes, data version.
     private static string Fingerprint(string method, long seed, int tasks, ClassifyOptions training, string backboneHash)
     {
-        var text = $"v1|{method}|{seed}|{tasks}|{JsonConfig.Serialize(training)}|{backboneHash}|{MnistDigits.TarballSha512}|test every {MnistDigits.TestEvery}";
+        var text = $"v2|{method}|{seed}|{tasks}|{JsonConfig.Serialize(training)}|{backboneHash}|{MnistDigits.TarballSha512}|test every {MnistDigits.TestEvery}";
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
     }
 }

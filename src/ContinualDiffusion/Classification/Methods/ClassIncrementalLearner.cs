@@ -98,9 +98,16 @@ public abstract class ClassIncrementalLearner : IDisposable
     /// Everything that restores this learner after its last finished task (with the pretrained backbone), by name.
     public virtual Dictionary<string, Tensor> State() => new(StringComparer.Ordinal)
     {
-        ["head.weight"] = Head.Weight.detach().clone(),
-        ["head.bias"] = Head.Bias.detach().clone(),
+        ["head.weight"] = Copy(Head.Weight),
+        ["head.bias"] = Copy(Head.Bias),
     };
+
+    /// A detached copy of `t` for a state dictionary, owned by the caller (the detach wrapper stays in a scope).
+    protected static Tensor Copy(Tensor t)
+    {
+        using var scope = torch.NewDisposeScope();
+        return t.detach().clone().MoveToOuterDisposeScope();
+    }
 
     /// Restores <see cref="State"/> saved after the tasks whose classes were `taskClasses`.
     public void Restore(IReadOnlyList<IReadOnlyList<int>> taskClasses, IReadOnlyDictionary<string, Tensor> state)

@@ -241,6 +241,13 @@ public sealed class CodaPromptLearner : ClassIncrementalLearner
             throw new InputException($"the saved state has components of {tasks} tasks, more than ExpectedTasks (expected_tasks) = {Options.ExpectedTasks}");
         var (dtype, device) = BackboneKind();
         long dim = Backbone.Config.EmbedDim, c = ComponentsPerTask;
+        for (int t = 0; t < tasks; t++) // every tensor checked before any is kept, so a bad file leaves nothing half-built
+            for (int b = 0; b < PromptedBlocks; b++)
+            {
+                Expect(state, Key(b, t, "prompts"), [c, PromptLength, dim], Decided);
+                Expect(state, Key(b, t, "keys"), [c, dim], Decided);
+                Expect(state, Key(b, t, "attention"), [c, dim], Decided);
+            }
         DisposeSlices();
         for (int t = 0; t < tasks; t++)
         {

@@ -38,7 +38,7 @@ public sealed class FinetuneLearner : ClassIncrementalLearner
     {
         var state = base.State();
         foreach (var (name, p) in Backbone.named_parameters())
-            if (!name.StartsWith("head.", StringComparison.Ordinal)) state[$"backbone.{name}"] = p.detach().clone();
+            if (!name.StartsWith("head.", StringComparison.Ordinal)) state[$"backbone.{name}"] = Copy(p);
         return state;
     }
 

@@ -23,17 +23,23 @@ public sealed class LoraLearner : ClassIncrementalLearner
     private readonly Dictionary<string, Tensor> _past = new(StringComparer.Ordinal); // Σ past A·B per layer
     private readonly Dictionary<string, Linear> _base = new(StringComparer.Ordinal);  // the original projections
 
-    public LoraLearner(VisionTransformer backbone, ClassifyOptions options, bool penalised) : base(backbone, options)
+    public LoraLearner(VisionTransformer backbone, ClassifyOptions options, bool penalised) : base(backbone, Validated(backbone, options, penalised))
     {
         _penalised = penalised;
-        if (penalised && !(options.Lambda >= 0)) throw new InputException($"--lambda {options.Lambda}: must be ≥ 0");
         foreach (var p in backbone.parameters()) p.requires_grad = false;
+        for (int i = 0; i < backbone.Blocks.Count; i++) _base[LayerName(i)] = (Linear)backbone.Blocks[i].Attention.Qkv;
+    }
+
+    /// Checked before the base class builds the head, so a refused option leaves nothing to dispose.
+    private static ClassifyOptions Validated(VisionTransformer backbone, ClassifyOptions options, bool penalised)
+    {
+        ArgumentNullException.ThrowIfNull(backbone);
+        ArgumentNullException.ThrowIfNull(options);
+        if (penalised && !(options.Lambda >= 0 && double.IsFinite(options.Lambda))) throw new InputException($"--lambda {options.Lambda}: must be a finite number ≥ 0");
         for (int i = 0; i < backbone.Blocks.Count; i++)
-        {
-            var qkv = backbone.Blocks[i].Attention.Qkv as Linear
-                ?? throw new InvalidOperationException($"blocks.{i}.attn.qkv already carries an adapter");
-            _base[LayerName(i)] = qkv;
-        }
+            if (backbone.Blocks[i].Attention.Qkv is not Linear)
+                throw new InvalidOperationException($"blocks.{i}.attn.qkv already carries an adapter (one LoRA learner per backbone)");
+        return options;
     }
 
     public override string Method => _penalised ? "clora" : "lora";
@@ -102,7 +108,7 @@ public sealed class LoraLearner : ClassIncrementalLearner
     public override Dictionary<string, Tensor> State()
     {
         var state = base.State();
-        foreach (var (name, delta) in _past) state[$"{name}.past_delta"] = delta.detach().clone();
+        foreach (var (name, delta) in _past) state[$"{name}.past_delta"] = Copy(delta);
         return state;
     }
 
