@@ -31,6 +31,10 @@ internal static class ClassifyTestData
     private static readonly Lazy<LabeledImages> FashionTrain = new(() => LabeledImages.FromFashion(FashionMnist.LoadTrain()));
     private static readonly Lazy<LabeledImages> FashionTest = new(() => LabeledImages.FromFashion(FashionMnist.LoadTest()));
 
+    /// The learner tests' two tasks: trouser and bag, then sandal and pullover (24 train images each).
+    public static LabeledImages Task1 => Fashion([1, 8], 24);
+    public static LabeledImages Task2 => Fashion([5, 2], 24);
+
     /// The first `perClass` Fashion-MNIST train (or test) images of each class in `classes`.
     public static LabeledImages Fashion(int[] classes, int perClass, bool test = false)
     {

@@ -12,8 +12,8 @@ public sealed class LearnerTests
 {
     private static readonly ClassifyOptions Quick = new() { Epochs = 1, BatchSize = 16, Rank = 2, Lambda = 1.0, LearningRate = 1e-2 };
 
-    private static LabeledImages Task1 => ClassifyTestData.Fashion([1, 8], 24);
-    private static LabeledImages Task2 => ClassifyTestData.Fashion([5, 2], 24);
+    private static LabeledImages Task1 => ClassifyTestData.Task1;
+    private static LabeledImages Task2 => ClassifyTestData.Task2;
 
     [Fact]
     public void The_head_grows_and_keeps_the_earlier_rows()
@@ -86,10 +86,13 @@ public sealed class LearnerTests
     [InlineData("lora")]
     [InlineData("finetune")]
     [InlineData("ncm")]
+    [InlineData("l2p")]
+    [InlineData("coda-prompt")]
     public void A_restored_learner_predicts_exactly_as_the_trained_one(string method)
     {
         using var vit = ClassifyTestData.TinyVit();
         using var learner = Create(method, vit);
+        Assert.Equal(method, learner.Method);
         ClassTaskTrainer.LearnTask(learner, [1, 8], Task1);
         ClassTaskTrainer.LearnTask(learner, [5, 2], Task2);
         var state = learner.State();
@@ -148,12 +151,5 @@ public sealed class LearnerTests
         Assert.True(second.FinalLoss > 0, "a one-class task after another learned nothing");
     }
 
-    private static ClassIncrementalLearner Create(string method, VisionTransformer vit) => method switch
-    {
-        "clora" => new LoraLearner(vit, Quick, penalised: true),
-        "lora" => new LoraLearner(vit, Quick, penalised: false),
-        "finetune" => new FinetuneLearner(vit, Quick),
-        "ncm" => new NcmLearner(vit, Quick),
-        _ => throw new ArgumentException(method),
-    };
+    private static ClassIncrementalLearner Create(string method, VisionTransformer vit) => ClassifyMethods.Create(method, vit, Quick);
 }

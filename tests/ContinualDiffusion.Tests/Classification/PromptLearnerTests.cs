@@ -13,33 +13,11 @@ public sealed class PromptLearnerTests
 {
     private static readonly ClassifyOptions Quick = new() { Epochs = 1, BatchSize = 16, LearningRate = 1e-2 };
 
-    private static LabeledImages Task1 => ClassifyTestData.Fashion([1, 8], 24);
-    private static LabeledImages Task2 => ClassifyTestData.Fashion([5, 2], 24);
+    private static LabeledImages Task1 => ClassifyTestData.Task1;
+    private static LabeledImages Task2 => ClassifyTestData.Task2;
 
     private static ClassIncrementalLearner Create(string method, VisionTransformer vit, ClassifyOptions? options = null) =>
         ClassifyMethods.Create(method, vit, options ?? Quick);
-
-    [Theory]
-    [InlineData("l2p")]
-    [InlineData("coda-prompt")]
-    public void A_restored_learner_predicts_exactly_as_the_trained_one(string method)
-    {
-        using var vit = ClassifyTestData.TinyVit();
-        using var learner = Create(method, vit);
-        Assert.Equal(method, learner.Method);
-        ClassTaskTrainer.LearnTask(learner, [1, 8], Task1);
-        ClassTaskTrainer.LearnTask(learner, [5, 2], Task2);
-        var state = learner.State();
-        var x = ImageBatches.Pixels(Task2, [0, 1, 2, 40]);
-        var expected = learner.Predict(x);
-
-        using var fresh = ClassifyTestData.TinyVit(); // the same pretrained weights
-        using var restored = Create(method, fresh);
-        restored.Restore([[1, 8], [5, 2]], state);
-        Assert.Equal([1, 8, 5, 2], restored.Classes);
-        var got = restored.Predict(x);
-        Assert.True(got.allclose(expected, 1e-5, 1e-6), $"{method}: max difference {got.sub(expected).abs().max().item<float>():E2}");
-    }
 
     [Theory]
     [InlineData("l2p")]
