@@ -138,7 +138,12 @@ internal static class ClassifyCommand
         var seed = new Option<long?>("--seed") { Description = "Random seed (head rows, adapters, batch order)." };
         var expectedTasks = new Option<int?>("--expected-tasks") { Description = $"coda-prompt: how many tasks the run will have (its components are divided among them; default {defaults.ExpectedTasks}; fixed at task 1)." };
         var mnist = MnistOption();
-        var cmd = new Command("train", "Learn one task's new classes, rehearsal-free: no image of an earlier task is kept.") { run, backbone, task, method, classes, images, epochs, lr, rank, lambda, seed, expectedTasks, mnist };
+        var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "Save the task in progress every N steps, for --resume (0: never).", DefaultValueFactory = _ => 50 };
+        var resume = new Option<bool>("--resume") { Description = "Continue this task from its last checkpoint (same method, options and images)." };
+        var cmd = new Command("train", "Learn one task's new classes, rehearsal-free: no image of an earlier task is kept.")
+        {
+            run, backbone, task, method, classes, images, epochs, lr, rank, lambda, seed, expectedTasks, mnist, checkpointEvery, resume,
+        };
         cmd.SetAction(parse =>
         {
             var runDir = parse.GetValue(run)!.FullName;
@@ -163,12 +168,15 @@ internal static class ClassifyCommand
                 ExpectedTasks = parse.GetValue(expectedTasks) is { } x ? Positive(x, "--expected-tasks") : baseOptions.ExpectedTasks,
             };
             var request = new ClassifyTasks.TrainRequest(runDir, parse.GetValue(task), chosen, BackbonePath(parse.GetValue(backbone)),
-                parse.GetValue(classes) is { } c ? ParseDigits(c) : null, parse.GetValue(images)?.FullName, options, parse.GetValue(mnist)?.FullName);
+                parse.GetValue(classes) is { } c ? ParseDigits(c) : null, parse.GetValue(images)?.FullName, options, parse.GetValue(mnist)?.FullName,
+                NonNegative(parse.GetValue(checkpointEvery), "--checkpoint-every"),
+                parse.GetValue(resume));
             ProgressBar? bar = null;
             var outcome = ClassifyTasks.Train(request, m => Log.Information("{Message}", m),
                 (s, t, l) => (bar ??= new ProgressBar($"task {request.Task}", t, stderr)).Report(s, $"loss {l:F4}"), cancel());
             var entry = outcome.Entry;
-            stdout.WriteLine($"task {entry.Task}: learned {string.Join(", ", entry.Classes.Select(k => outcome.ClassNames[k]))} from {entry.TrainImages} images ({entry.Steps} steps, {entry.Seconds:F0} s)");
+            var resumed = outcome.ResumedAfter is { } after ? $", resumed after step {after}" : "";
+            stdout.WriteLine($"task {entry.Task}: learned {string.Join(", ", entry.Classes.Select(k => outcome.ClassNames[k]))} from {entry.TrainImages} images ({entry.Steps} steps{resumed}, {entry.Seconds:F0} s)");
             if (outcome.AccuracyPerTask is { } perTask)
             {
                 for (int t = 0; t < perTask.Length; t++)
@@ -221,6 +229,9 @@ internal static class ClassifyCommand
                 long bytes = File.Exists(path) ? new FileInfo(path).Length : 0;
                 stdout.WriteLine($"{t.Task,4}  {string.Join(", ", t.Classes.Select(c => m.ClassNames[c])),-24} {t.TrainImages,7} {t.Steps,6} {t.FinalLoss,10:F4} {t.Seconds,6:F0}s {t.TrainedValues,9:N0} {bytes,10:N0}");
             }
+            int next = m.Tasks.Count + 1;
+            if (File.Exists(r.CheckpointPath(next)))
+                stdout.WriteLine($"interrupted task {next}: {r.CheckpointPath(next)} (continue it: cdiff classify train --run {r.Root} --task {next} --resume, with the same options)");
             var problems = r.VerifyIntegrity(m);
             if (problems.Count == 0) { stdout.WriteLine("integrity  ok (every state file matches its SHA-256 in the manifest)"); return ExitCodes.Ok; }
             foreach (var p in problems) stdout.WriteLine($"integrity  FAILED: {p}");
@@ -244,6 +255,8 @@ internal static class ClassifyCommand
         if (digits.Length == 0) throw new InputException("--classes: no digit given (e.g. --classes 0,1)");
         return digits;
     }
+
+    private static int NonNegative(int value, string option) => value >= 0 ? value : throw new InputException($"{option} {value}: must be 0 (never) or a positive number");
 
     private static int Positive(int value, string option) => value >= 1 ? value : throw new InputException($"{option} {value}: must be at least 1");
 

@@ -15,9 +15,18 @@ public static class ClassTaskTrainer
 {
     public sealed record Result(int Steps, double FinalLoss, double Seconds);
 
+    /// Resumable training: every `Every` steps (0: never; never after the last step) `Save` receives the state of
+    /// the task in progress (<see cref="TrainingState"/>: the trained parameters, the optimiser's moments, the step),
+    /// to write before the call returns; `ResumeFrom`, such a state saved by an interrupted run of the same task with
+    /// the same learner, options and images, continues it. Nothing random needs carrying: a task's initial values
+    /// come from a generator seeded by the task, and each epoch's batch order from a seed of its own, so a resumed
+    /// task ends with the values an uninterrupted one ends with.
+    public sealed record Checkpointing(int Every, Action<IReadOnlyDictionary<string, Tensor>>? Save, IReadOnlyDictionary<string, Tensor>? ResumeFrom = null,
+        string Source = "the checkpoint");
+
     /// Begins the task with `classes`, trains it on `train` (images of those classes only) and ends it.
     public static Result LearnTask(ClassIncrementalLearner learner, IReadOnlyList<int> classes, LabeledImages train,
-        Action<int, int, double>? progress = null, CancellationToken cancel = default)
+        Action<int, int, double>? progress = null, CancellationToken cancel = default, Checkpointing? checkpointing = null)
     {
         ArgumentNullException.ThrowIfNull(learner);
         ArgumentNullException.ThrowIfNull(train);
@@ -39,13 +48,15 @@ public static class ClassTaskTrainer
             using var optimizer = new AdamW(groups);
             int perEpoch = (train.Count + options.BatchSize - 1) / options.BatchSize;
             int total = perEpoch * options.Epochs;
+            int resumed = checkpointing?.ResumeFrom is { } saved ? RestoreTrainingState(groups, optimizer, saved, total, checkpointing.Source) : 0;
             for (int epoch = 0; epoch < options.Epochs; epoch++)
             {
-                foreach (var (pixels, indices) in ImageBatches.Batches(train, options.BatchSize, options.Seed * 7919 + learner.Tasks * 101 + epoch))
+                foreach (var indices in ImageBatches.BatchIndices(train.Count, options.BatchSize, options.Seed * 7919 + learner.Tasks * 101 + epoch))
                 {
+                    if (steps < resumed) { steps++; continue; } // trained before the interruption
                     using var scope = torch.NewDisposeScope();
-                    using var _ = pixels;
                     cancel.ThrowIfCancellationRequested();
+                    var pixels = ImageBatches.Pixels(train, indices);
                     var targets = torch.tensor(indices.Select(i => (long)(learner.ColumnOf(train.Labels[i]) - learner.TrainingOffset)).ToArray());
                     optimizer.ZeroGrad();
                     var (logits, extra) = learner.TrainForward(pixels);
@@ -58,11 +69,56 @@ public static class ClassTaskTrainer
                     if (!double.IsFinite(lastLoss))
                         throw new TrainingDivergedException($"{learner.Method}: the loss became {lastLoss} at step {steps} of task {learner.Tasks}; nothing was written (try a lower --lr or --lambda)");
                     progress?.Invoke(steps, total, lastLoss);
+                    if (checkpointing is { Every: > 0, Save: { } save } && steps % checkpointing.Every == 0 && steps < total)
+                        save(TrainingState(groups, optimizer, steps));
                 }
             }
         }
         learner.EndTask(() => Columns(learner, train, options.BatchSize));
         return new Result(steps, lastLoss, clock.Elapsed.TotalSeconds);
+    }
+
+    /// The state of a task in progress, by name: `trained.<group>.<index>` for each parameter the optimiser trains,
+    /// its moments (`optimizer.*`) and `step`. The parameters are the learner's own tensors (valid until the next
+    /// step); the counters are made in the caller's dispose scope.
+    public static Dictionary<string, Tensor> TrainingState(IReadOnlyList<AdamW.Group> groups, AdamW optimizer, int step)
+    {
+        var d = optimizer.StateTensors();
+        foreach (var g in groups)
+            for (int i = 0; i < g.Parameters.Count; i++) d[$"trained.{g.Name}.{i}"] = g.Parameters[i];
+        d["step"] = torch.tensor((long)step);
+        return d;
+    }
+
+    /// Loads <see cref="TrainingState"/> into the task just begun; returns the step it was saved at. Every key must be
+    /// there with the shape of what it restores and hold finite numbers (anything else is a damaged file).
+    private static int RestoreTrainingState(IReadOnlyList<AdamW.Group> groups, AdamW optimizer, IReadOnlyDictionary<string, Tensor> d, int total, string source)
+    {
+        using var noGrad = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        foreach (var (key, t) in d)
+            if (t.is_floating_point() && !t.isfinite().all().item<bool>())
+                throw new InputException($"{source}: key '{key}' holds NaN or infinite values");
+        if (!d.TryGetValue("step", out var stepTensor) || stepTensor.numel() != 1 || stepTensor.is_floating_point())
+            throw new InputException($"{source}: key 'step' must hold one integer");
+        long step = stepTensor.item<long>();
+        if (step < 1 || step >= total) throw new InputException($"{source}: key 'step' is {step}, but this task trains steps 1..{total}");
+        var expected = groups.Sum(g => g.Parameters.Count);
+        var extra = d.Keys.FirstOrDefault(k => k.StartsWith("trained.", StringComparison.Ordinal) && !groups.Any(g => k.StartsWith($"trained.{g.Name}.", StringComparison.Ordinal)));
+        if (extra is not null || d.Keys.Count(k => k.StartsWith("trained.", StringComparison.Ordinal)) != expected)
+            throw new InputException($"{source}: holds other trained parameters than this method trains ({expected} expected{(extra is null ? "" : $"; '{extra}' is not one")})");
+        foreach (var g in groups)
+            for (int i = 0; i < g.Parameters.Count; i++)
+            {
+                var key = $"trained.{g.Name}.{i}";
+                var p = g.Parameters[i];
+                if (!d.TryGetValue(key, out var t)) throw new InputException($"{source}: missing key '{key}'");
+                if (!t.shape.SequenceEqual(p.shape) || !t.is_floating_point())
+                    throw new InputException($"{source}: key '{key}' has shape [{string.Join(", ", t.shape)}] {t.dtype}, expected [{string.Join(", ", p.shape)}] floating point");
+                p.copy_(t);
+            }
+        optimizer.LoadStateTensors(d, source);
+        return (int)step;
     }
 
     /// The task's images in batches with their head columns (what EndTask may compute statistics from).

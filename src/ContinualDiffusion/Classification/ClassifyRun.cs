@@ -4,8 +4,9 @@ using ContinualDiffusion.Configuration;
 
 namespace ContinualDiffusion.Classification;
 
-/// A classification run directory: `classify.json` (the manifest) and `states/task-NNN.safetensors`, the learner's
-/// state after each task. Writes are atomic; the manifest is written after the state file it names.
+/// A classification run directory: `classify.json` (the manifest), `states/task-NNN.safetensors`, the learner's
+/// state after each task, and while a task trains `checkpoints/task-NNN.safetensors` (what `--resume` continues).
+/// Writes are atomic; the manifest is written after the state file it names.
 public sealed class ClassifyRun(string root)
 {
     public const string ManifestName = "classify.json";
@@ -16,6 +17,9 @@ public sealed class ClassifyRun(string root)
     public static string StateFileName(int task) => $"task-{task:D3}.safetensors";
     public string StatePath(int task) => Path.Combine(StatesDir, StateFileName(task));
     public bool Exists => File.Exists(ManifestPath);
+
+    /// Where the resumable state of task `task` lives while it trains (<see cref="ClassifyTaskCheckpoint"/>).
+    public string CheckpointPath(int task) => Path.Combine(Root, "checkpoints", $"task-{task:D3}.safetensors");
 
     /// The manifest, checked: format and version, tasks numbered 1..n, every task's classes known and new.
     public ClassifyManifest Read()

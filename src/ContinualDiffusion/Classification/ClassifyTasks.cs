@@ -12,13 +12,15 @@ namespace ContinualDiffusion.Classification;
 public static class ClassifyTasks
 {
     /// One task to learn. Exactly one of `Classes` (labels of the built-in MNIST digits) and `ImagesDir` (the user's
-    /// class folders) is given. `Options` null keeps the run's (task 1: the defaults).
+    /// class folders) is given. `Options` null keeps the run's (task 1: the defaults). Every `CheckpointEvery` steps
+    /// (0: never) the task in progress is saved; `Resume` continues an interrupted run of the task from there.
     public sealed record TrainRequest(string RunDir, int Task, string? Method, string BackbonePath, IReadOnlyList<int>? Classes, string? ImagesDir,
-        ClassifyOptions? Options, string? MnistTarball = null);
+        ClassifyOptions? Options, string? MnistTarball = null, int CheckpointEvery = 0, bool Resume = false);
 
     /// The task just learned and, for MNIST runs, the accuracy on the test images of every task so far (null for class
     /// folders: the training folders are not test images; `classify eval --images` scores those).
-    public sealed record TaskOutcome(ClassifyTaskEntry Entry, IReadOnlyList<string> ClassNames, double[]? AccuracyPerTask, double? Accuracy);
+    /// `ResumedAfter`: the step an interrupted run of the task had reached (null: trained from the start).
+    public sealed record TaskOutcome(ClassifyTaskEntry Entry, IReadOnlyList<string> ClassNames, double[]? AccuracyPerTask, double? Accuracy, long? ResumedAfter = null);
 
     public static TaskOutcome Train(TrainRequest request, Action<string>? info = null, Action<int, int, double>? progress = null, CancellationToken cancel = default)
     {
@@ -96,8 +98,22 @@ public static class ClassifyTasks
         if (manifest is not null && manifest.Tasks.Count > 0)
             Restore(run, manifest, learner);
         cancel.ThrowIfCancellationRequested();
-        info?.Invoke($"task {request.Task}: {method} learns {string.Join(", ", taskClasses.Select(c => classNames[c]))} from {train.Count} images");
-        var result = ClassTaskTrainer.LearnTask(learner, taskClasses, train, progress, cancel);
+
+        var checkpoint = new ClassifyTaskCheckpoint(run.CheckpointPath(request.Task),
+            ClassifyTaskCheckpoint.Identity(request.Task, method, hash, options, taskClasses, train.ContentHash()));
+        Dictionary<string, Tensor>? resumeFrom = null;
+        if (request.Resume) resumeFrom = checkpoint.Load(request.Task);
+        else if (checkpoint.Exists) info?.Invoke($"{checkpoint.Path}: an interrupted run of task {request.Task} exists; starting over (pass --resume to continue it)");
+        long? resumedAfter = resumeFrom is null ? null : resumeFrom.TryGetValue("step", out var at) && at.numel() == 1 && !at.is_floating_point() ? at.item<long>() : -1;
+        info?.Invoke($"task {request.Task}: {method} learns {string.Join(", ", taskClasses.Select(c => classNames[c]))} from {train.Count} images"
+            + (resumedAfter is { } r ? $" (resuming after step {r})" : ""));
+        ClassTaskTrainer.Result result;
+        try
+        {
+            result = ClassTaskTrainer.LearnTask(learner, taskClasses, train, progress, cancel,
+                new ClassTaskTrainer.Checkpointing(request.CheckpointEvery, checkpoint.Save, resumeFrom, checkpoint.Path));
+        }
+        finally { if (resumeFrom is not null) foreach (var t in resumeFrom.Values) t.Dispose(); }
         cancel.ThrowIfCancellationRequested();
 
         // Scored before the commit, so a failure here leaves the run as it was.
@@ -123,7 +139,8 @@ public static class ClassifyTasks
             Method = method, Backbone = new ClassifyManifest.BackboneRef(backbonePath, hash), Options = options, Dataset = dataset, ClassNames = classNames,
         }) with { ClassNames = classNames, Tasks = [.. manifest?.Tasks ?? [], entry] };
         run.Write(updated);
-        return new TaskOutcome(entry, classNames, perTask, overall);
+        checkpoint.Delete();
+        return new TaskOutcome(entry, classNames, perTask, overall, resumedAfter);
     }
 
     public sealed record EvalOutcome(ClassifyManifest Manifest, double[] AccuracyPerTask, double Accuracy);

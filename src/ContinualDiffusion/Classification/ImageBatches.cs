@@ -22,13 +22,18 @@ public static class ImageBatches
     /// Batches of `set` in order (or shuffled by `shuffleSeed`), each (pixels, the images' indices in `set`).
     public static IEnumerable<(Tensor Pixels, int[] Indices)> Batches(LabeledImages set, int batchSize, long? shuffleSeed = null, Device? device = null)
     {
+        foreach (var indices in BatchIndices(set.Count, batchSize, shuffleSeed))
+            yield return (Pixels(set, indices, device), indices);
+    }
+
+    /// The image indices of each batch <see cref="Batches"/> makes, without the pixels (a resumed task skips the
+    /// batches it already trained on this way, and gets the same order).
+    public static IEnumerable<int[]> BatchIndices(int count, int batchSize, long? shuffleSeed = null)
+    {
         if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize));
-        var order = Enumerable.Range(0, set.Count).ToArray();
+        var order = Enumerable.Range(0, count).ToArray();
         if (shuffleSeed is { } seed) new Random(unchecked((int)seed)).Shuffle(order);
         for (int start = 0; start < order.Length; start += batchSize)
-        {
-            var indices = order[start..Math.Min(order.Length, start + batchSize)];
-            yield return (Pixels(set, indices, device), indices);
-        }
+            yield return order[start..Math.Min(order.Length, start + batchSize)];
     }
 }

@@ -51,6 +51,18 @@ public sealed record LabeledImages(byte[] Pixels, int[] Labels, int Side, IReadO
         return new LabeledImages(pixels, labels, Side, ClassNames);
     }
 
+    /// SHA-256 (hex) of the images, their labels and the class names, in order: identifies a training set (a resumed
+    /// task must see the one it was interrupted on).
+    public string ContentHash()
+    {
+        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        sha.AppendData(BitConverter.GetBytes(Side));
+        sha.AppendData(Pixels);
+        sha.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(Labels.AsSpan()));
+        foreach (var name in ClassNames) sha.AppendData(System.Text.Encoding.UTF8.GetBytes(name + "\n"));
+        return Convert.ToHexStringLower(sha.GetHashAndReset());
+    }
+
     /// Images per class, indexed by class.
     public int[] CountsPerClass()
     {

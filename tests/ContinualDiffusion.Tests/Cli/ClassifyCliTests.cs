@@ -116,12 +116,75 @@ public sealed class ClassifyCliTests : IDisposable
         var report = File.ReadAllText(Path.Combine(output, "report.md"));
         Assert.Contains("| joint | 1 |", report);
         Assert.Contains("— (not continual)", report);
-        // A second run reuses every cached (method, seed).
+        // A second run reuses every cached (method, seed): nothing is recomputed, so the cache files stay byte for byte.
+        var cached = File.ReadAllBytes(Path.Combine(output, "runs", "clora-seed0.json"));
+        var stamp = File.GetLastWriteTimeUtc(Path.Combine(output, "runs", "clora-seed0.json"));
         var again = CliRunner.Run("classify", "benchmark", "--out", output, "--backbone", Backbone, "--mnist", Mnist,
             "--methods", "clora,ncm,joint", "--seeds", "0", "--tasks", "5", "--epochs", "1");
         Assert.True(again.ExitCode == 0, again.Stderr);
-        Assert.Equal(File.ReadAllText(Path.Combine(output, "runs", "clora-seed0.json")), File.ReadAllText(Path.Combine(output, "runs", "clora-seed0.json")));
+        Assert.Equal(cached, File.ReadAllBytes(Path.Combine(output, "runs", "clora-seed0.json")));
+        Assert.Equal(stamp, File.GetLastWriteTimeUtc(Path.Combine(output, "runs", "clora-seed0.json")));
         AssertBad(CliRunner.Run("classify", "benchmark", "--out", output, "--backbone", Backbone, "--mnist", Mnist, "--tasks", "3"), "--tasks 3");
+    }
+
+    [Fact]
+    public void An_interrupted_task_resumes_to_the_state_an_uninterrupted_one_reaches()
+    {
+        // The reference: two tasks without interruption.
+        var reference = Path.Combine(_dir, "reference");
+        foreach (var (task, digits) in new[] { ("1", "0,1"), ("2", "2,3") })
+        {
+            var r = CliRunner.Run(["classify", "train", "--run", reference, "--backbone", Backbone, "--mnist", Mnist, "--epochs", "1",
+                "--task", task, "--method", "lora", "--classes", digits]);
+            Assert.True(r.ExitCode == 0, r.Stderr);
+        }
+
+        // The same, with task 2 interrupted (cancelled, as Ctrl-C does) after its 7th step, checkpointed every 3.
+        Assert.Equal(0, Train("--task", "1", "--method", "lora", "--classes", "0,1").ExitCode);
+        AssertBad(Train("--task", "2", "--classes", "2,3", "--resume"), "--resume", "task 2 has no checkpoint");
+        var run = new ClassifyRun(Run);
+        var options = run.Read().Options;
+        using (var cancel = new CancellationTokenSource())
+        {
+            Assert.ThrowsAny<OperationCanceledException>(() => ClassifyTasks.Train(
+                new ClassifyTasks.TrainRequest(Run, 2, null, Backbone, [2, 3], null, options, Mnist, CheckpointEvery: 3),
+                progress: (step, _, _) => { if (step == 7) cancel.Cancel(); }, cancel: cancel.Token));
+        }
+        Assert.True(File.Exists(run.CheckpointPath(2)), "no checkpoint left by the interrupted task");
+        Assert.Single(run.Read().Tasks); // the manifest lists finished tasks only
+
+        var status = CliRunner.Run("classify", "status", "--run", Run);
+        Assert.True(status.ExitCode == 0, status.Stderr);
+        Assert.Contains("interrupted task 2", status.Stdout);
+        AssertBad(Train("--task", "2", "--classes", "2,3", "--resume", "--lr", "0.5"), "--resume", "was made with another method, backbone, options or images");
+        AssertBad(Train("--task", "2", "--classes", "2,4", "--resume"), "--resume", "was made with another");
+
+        var resumed = Train("--task", "2", "--classes", "2,3", "--resume");
+        Assert.True(resumed.ExitCode == 0, resumed.Stderr);
+        Assert.Contains("steps, resumed after step 6,", resumed.Stdout);
+        Assert.False(Directory.Exists(Path.Combine(Run, "checkpoints")), "the checkpoint outlived its task");
+        Assert.Equal(File.ReadAllBytes(new ClassifyRun(reference).StatePath(2)), File.ReadAllBytes(run.StatePath(2)));
+    }
+
+    [Fact]
+    public void A_damaged_checkpoint_is_refused_and_a_fresh_start_replaces_it()
+    {
+        Assert.Equal(0, Train("--task", "1", "--method", "clora", "--classes", "5,6").ExitCode);
+        var run = new ClassifyRun(Run);
+        using (var cancel = new CancellationTokenSource())
+            Assert.ThrowsAny<OperationCanceledException>(() => ClassifyTasks.Train(
+                new ClassifyTasks.TrainRequest(Run, 2, null, Backbone, [7], null, run.Read().Options, Mnist, CheckpointEvery: 2),
+                progress: (step, _, _) => { if (step == 4) cancel.Cancel(); }, cancel: cancel.Token));
+        var bytes = File.ReadAllBytes(run.CheckpointPath(2));
+        bytes[^3] ^= 0x40; // a bit of the data
+        File.WriteAllBytes(run.CheckpointPath(2), bytes);
+        AssertBad(Train("--task", "2", "--classes", "7", "--resume"), "checkpoints", "checksum");
+
+        var fresh = Train("--task", "2", "--classes", "7"); // without --resume: started over (with a warning in the log)
+        Assert.True(fresh.ExitCode == 0, fresh.Stderr);
+        Assert.DoesNotContain("resumed", fresh.Stdout);
+        Assert.False(File.Exists(run.CheckpointPath(2)));
+        Assert.Equal(2, run.Read().Tasks.Count);
     }
 
     private static void AssertBad(CliResult r, params string[] expected)
