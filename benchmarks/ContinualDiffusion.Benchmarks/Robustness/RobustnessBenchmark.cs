@@ -6,13 +6,14 @@ namespace ContinualDiffusion.Benchmarks.Robustness;
 /// `scripts/bench.sh robustness`: feeds damaged and hostile inputs to every `cdiff` entry point that reads them
 /// and prints one line per family and a last line "N inputs, N crashes, N wrong exit codes".
 ///
-///   robustness [--per-loader 250] [--kills 20] [--seed 0] [--timeout 120] [--report FILE]
+///   robustness [--per-loader 250] [--kills 20] [--classify-per-loader 100] [--classify-kills 10] [--only diffusion|classify] [--seed 0] [--timeout 120] [--report FILE]
 ///
 /// Families: safetensors files damaged 25 ways, fed to each of the four loaders through the command that reads
 /// them (model weights: `sample --model`; adapters: `sample --run`, with the manifest re-hashed so the damaged
 /// file reaches the parser; run checkpoints: `train --resume`; latents: `sample --latents`); concept images;
 /// training configs, model configs and run manifests (the run directory must stay byte-for-byte unchanged);
-/// pickle checkpoints; and `kill -9` of training processes at random moments.
+/// pickle checkpoints; and `kill -9` of training processes at random moments. Then the same for `cdiff classify`
+/// (<see cref="ClassifyFamilies"/>): ViT backbones, task states and checkpoints, manifests, MNIST tarballs, kills.
 public static class RobustnessBenchmark
 {
     /// A refused input must not make the process grow by anything like a declared tensor size.
@@ -29,7 +30,28 @@ public static class RobustnessBenchmark
         var tallies = new List<FamilyTally>();
         void Report(FamilyTally t) { tallies.Add(t); Console.WriteLine(t.Line()); }
 
-        Report(SafeTensorsFamily(w, worker, "safetensors/model-weights", o, (file, i) =>
+        if (o.Only != "classify") Diffusion(w, worker, o, Report);
+        if (o.Only != "diffusion")
+        {
+            var cw = new ClassifyWorkspace(Path.Combine(w.Root, "classify"), repo, worker);
+            foreach (var family in ClassifyFamilies.Run(cw, worker, o.ClassifyPerLoader, o.ClassifyKills, o.Seed,
+                (family, count, setup, seedFile) => ClassifySafeTensors(worker, family, count, setup, seedFile, o.Seed), Console.WriteLine))
+                Report(family);
+        }
+
+        int inputs = tallies.Sum(t => t.Inputs), crashes = tallies.Sum(t => t.Crashes), wrong = tallies.Sum(t => t.WrongExits);
+        if (o.ReportPath is not null) WriteDetails(o.ReportPath, tallies);
+        foreach (var r in tallies.SelectMany(t => t.Results).Where(r => r.Crash || r.WrongExit).Take(40))
+            Console.WriteLine($"  FAIL {r.Family} {r.Name}: {r.Detail}");
+        Console.WriteLine($"robustness took {wall.Elapsed.TotalMinutes:F1} min");
+        Console.WriteLine($"{inputs} inputs, {crashes} crashes, {wrong} wrong exit codes");
+        return crashes + wrong == 0 ? 0 : 1;
+    }
+
+    /// The families of the diffusion commands.
+    private static void Diffusion(Workspace w, CliWorker worker, Options o, Action<FamilyTally> report)
+    {
+        report(SafeTensorsFamily(w, worker, "safetensors/model-weights", o, (file, i) =>
         {
             string component = (i % 3) switch { 0 => "unet/diffusion_pytorch_model", 1 => "vae/diffusion_pytorch_model", _ => "text_encoder/model" };
             var model = w.Fresh(w.Model, "model");
@@ -42,7 +64,7 @@ public static class RobustnessBenchmark
             _ => Path.Combine(w.Model, "text_encoder", "model.safetensors"),
         }));
 
-        Report(SafeTensorsFamily(w, worker, "safetensors/adapters", o, (file, i) =>
+        report(SafeTensorsFamily(w, worker, "safetensors/adapters", o, (file, i) =>
         {
             var run = w.Fresh(w.Run, "run");
             var target = Workspace.AdapterFile(run, 1);
@@ -50,32 +72,24 @@ public static class RobustnessBenchmark
                 () => Workspace.RehashAdapter(run, 1));
         }, seedFile: Workspace.AdapterFile(w.Run, 1)));
 
-        Report(SafeTensorsFamily(w, worker, "safetensors/run-checkpoints", o, (file, i) =>
+        report(SafeTensorsFamily(w, worker, "safetensors/run-checkpoints", o, (file, i) =>
         {
             var run = w.Fresh(w.RunWithCheckpoint, "run");
             return (w.CheckpointFile(run), ["train", "--task", "2", "--images", w.Images, "--run", run, .. Workspace.Task2Options, "--resume"], null);
         }, seedFile: w.CheckpointFile(w.RunWithCheckpoint)));
 
-        Report(SafeTensorsFamily(w, worker, "safetensors/latents", o, (file, i) =>
+        report(SafeTensorsFamily(w, worker, "safetensors/latents", o, (file, i) =>
         {
             var target = Path.Combine(w.Scratch, "latents.safetensors");
             return (target, ["sample", "--model", w.Model, "--latents", target, "--prompt", "a photo", "--steps", "1", "--out", Path.Combine(w.Scratch, "out")], null);
         }, seedFile: w.Latents));
 
-        Report(ImagesFamily(w, worker));
-        Report(ConfigsFamily(w, worker));
-        Report(PickleFamily(w, worker));
+        report(ImagesFamily(w, worker));
+        report(ConfigsFamily(w, worker));
+        report(PickleFamily(w, worker));
         var kills = new FamilyTally("kills");
         KillTest.Run(w, worker, o.Kills, o.Seed, kills, Console.WriteLine);
-        Report(kills);
-
-        int inputs = tallies.Sum(t => t.Inputs), crashes = tallies.Sum(t => t.Crashes), wrong = tallies.Sum(t => t.WrongExits);
-        if (o.ReportPath is not null) WriteDetails(o.ReportPath, tallies);
-        foreach (var r in tallies.SelectMany(t => t.Results).Where(r => r.Crash || r.WrongExit).Take(40))
-            Console.WriteLine($"  FAIL {r.Family} {r.Name}: {r.Detail}");
-        Console.WriteLine($"robustness took {wall.Elapsed.TotalMinutes:F1} min");
-        Console.WriteLine($"{inputs} inputs, {crashes} crashes, {wrong} wrong exit codes");
-        return crashes + wrong == 0 ? 0 : 1;
+        report(kills);
     }
 
     private delegate (string Target, string[] Args, Action? AfterWrite) SafeTensorsSetup(byte[] mutated, int index);
@@ -108,6 +122,30 @@ public static class RobustnessBenchmark
             string? before = folder is not null && Directory.Exists(folder) ? Workspace.TreeHash(folder) : null;
             tally.Add(Judge(family, $"{i} {kind}", worker.Run(args), ExpectationFor(kind, family), target, folder, before));
             if ((i + 1) % 50 == 0) Console.Error.WriteLine($"  {family}: {i + 1}/{o.PerLoader}");
+        }
+        return tally;
+    }
+
+    /// A safetensors family of `cdiff classify`: like <see cref="SafeTensorsFamily"/>, and a refused first task must
+    /// not leave the run folder it would have made.
+    private static FamilyTally ClassifySafeTensors(CliWorker worker, string family, int count,
+        Func<int, (string Target, string[] Args, Action? AfterWrite, string? RunDir)> setup, string seedFile, int seed)
+    {
+        var tally = new FamilyTally(family);
+        var original = File.ReadAllBytes(seedFile);
+        for (int i = 0; i < count; i++)
+        {
+            var (bytes, kind) = SafeTensorsMutator.Mutate(original, i, seed);
+            var (target, args, afterWrite, runDir) = setup(i);
+            File.WriteAllBytes(target, bytes);
+            afterWrite?.Invoke();
+            string? before = runDir is not null ? Workspace.TreeHash(runDir) : null;
+            var result = Judge(family, $"{i} {kind}", worker.Run(args), ExpectationFor(kind, family), target, runDir, before);
+            var named = args.SkipWhile(a => a != "--run").Skip(1).FirstOrDefault();
+            if (runDir is null && named is not null && !result.Accepted && !result.Crash && Directory.Exists(named))
+                result = result with { WrongExit = true, Detail = $"a refused first task left its run folder: {result.Detail}" };
+            tally.Add(result);
+            if ((i + 1) % 50 == 0) Console.Error.WriteLine($"  {family}: {i + 1}/{count}");
         }
         return tally;
     }
@@ -201,7 +239,7 @@ public static class RobustnessBenchmark
 
     /// Crash: the worker died, hung, or an exception escaped the CLI. Otherwise a refusal must be exit 2 with one
     /// stderr line naming the file (or its folder), leave `runDir` as it was, and not balloon the process.
-    private static CaseResult Judge(string family, string name, CliOutcome r, Expectation expect, string file, string? runDir, string? before = null)
+    internal static CaseResult Judge(string family, string name, CliOutcome r, Expectation expect, string file, string? runDir, string? before = null)
     {
         if (r.Crashed) return new(family, name, true, false, false, r.CrashReason, r.PeakRssGrowthMb);
         var lines = r.StderrLines.Where(l => !l.StartsWith("sampling", StringComparison.Ordinal) && !l.StartsWith("training", StringComparison.Ordinal)).ToArray();
@@ -244,7 +282,7 @@ public static class RobustnessBenchmark
         throw new InvalidOperationException("cannot find the repository root (ContinualDiffusion.sln) above " + AppContext.BaseDirectory);
     }
 
-    private sealed record Options(int PerLoader, int Kills, int Seed, int TimeoutSeconds, string? ReportPath)
+    private sealed record Options(int PerLoader, int Kills, int ClassifyPerLoader, int ClassifyKills, string Only, int Seed, int TimeoutSeconds, string? ReportPath)
     {
         public static Options Parse(string[] args)
         {
@@ -255,7 +293,8 @@ public static class RobustnessBenchmark
                 d[args[i][2..]] = args[i + 1];
             }
             int Int(string k, int dflt) => d.TryGetValue(k, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : dflt;
-            return new Options(Int("per-loader", 250), Int("kills", 20), Int("seed", 0), Int("timeout", 120), d.GetValueOrDefault("report"));
+            return new Options(Int("per-loader", 250), Int("kills", 20), Int("classify-per-loader", 100), Int("classify-kills", 10), d.GetValueOrDefault("only", "all"), Int("seed", 0), Int("timeout", 120),
+                d.GetValueOrDefault("report"));
         }
     }
 }

@@ -39,9 +39,10 @@ internal static class ClassifyCommand
         var rank = new Option<int?>("--rank") { Description = $"LoRA rank (default {defaults.Training.Rank})." };
         var lambda = new Option<double?>("--lambda") { Description = $"C-LoRA's λ (default {defaults.Training.Lambda.ToString(CultureInfo.InvariantCulture)})." };
         var mnist = MnistOption();
+        var dataset = new Option<string>("--dataset") { Description = "The continual classes: mnist (the digits) or fashion (1,000 Fashion-MNIST images per class; pair it with a --backbone pretrained on the digits).", DefaultValueFactory = _ => "mnist" };
         var cmd = new Command("benchmark", "Compare the classification methods on class-incremental MNIST (A_N, F_N, accuracy matrices, figures).")
         {
-            output, backbone, methods, seeds, tasks, epochs, lr, rank, lambda, mnist,
+            output, backbone, methods, seeds, tasks, epochs, lr, rank, lambda, mnist, dataset,
         };
         cmd.SetAction(parse =>
         {
@@ -65,7 +66,9 @@ internal static class ClassifyCommand
                 Training = training,
                 Override = lrGiven is { } l ? (_, o) => o with { LearningRate = l } : null,
                 MnistTarball = parse.GetValue(mnist)?.FullName,
+                Dataset = parse.GetValue(dataset)!,
             };
+            ClassifyDatasets.Validate(options.Dataset, "--dataset");
             ClassifyBenchmarkOptions.TaskClasses(0, options.Tasks); // validates --tasks before anything runs
             ProgressBar? bar = null; string? stage = null;
             var runs = ClassifyBenchmark.Run(options, m => Log.Information("{Message}", m), (s, step, total, loss) =>
@@ -73,8 +76,9 @@ internal static class ClassifyCommand
                 if (s != stage) { stage = s; bar = new ProgressBar(s, total, stderr); }
                 bar!.Report(step, $"loss {loss:F4}");
             }, cancel());
-            var results = new ClassifyReport.Results(backbonePath, VitCheckpoint.ReadInfo(backbonePath).TestAccuracy, options.Tasks, options.Seeds, training, runs,
-                (DateTime.UtcNow - start).TotalMinutes);
+            var backboneInfo = VitCheckpoint.ReadInfo(backbonePath);
+            var results = new ClassifyReport.Results(backbonePath, backboneInfo.TestAccuracy, options.Tasks, options.Seeds, training, runs,
+                (DateTime.UtcNow - start).TotalMinutes, options.Dataset, backboneInfo.Dataset);
             ClassifyReport.WriteAll(options.OutDir, results);
             foreach (var s in ClassifyReport.Summarize(runs).OrderByDescending(s => s.FinalAverage.Mean))
                 stdout.WriteLine($"{s.Method,-10} A_N {Percent(s.FinalAverage.Mean)} ± {Percent(s.FinalAverage.Std)}  F_N {(s.Forgetting is { } f ? $"{Percent(f.Mean)} ± {Percent(f.Std)}" : "—")}");
@@ -92,7 +96,7 @@ internal static class ClassifyCommand
 
     private static Option<FileInfo?> BackboneOption() => new("--backbone")
     {
-        Description = "A ViT written by `cdiff classify pretrain` (default: the one that ships with cdiff, models/vit-fashion.safetensors).",
+        Description = "A ViT written by `cdiff classify pretrain` (default: a run's own for its later tasks, else the one that ships with cdiff, models/vit-fashion.safetensors).",
     };
 
     private static Option<FileInfo?> MnistOption() => new("--mnist")
@@ -107,16 +111,21 @@ internal static class ClassifyCommand
         var epochs = new Option<int>("--epochs") { Description = "Passes over Fashion-MNIST's 60,000 training images.", DefaultValueFactory = _ => defaults.Epochs };
         var lr = new Option<double>("--lr") { Description = "Peak learning rate (warm-up, cosine decay).", DefaultValueFactory = _ => defaults.LearningRate };
         var seed = new Option<long>("--seed") { Description = "Random seed.", DefaultValueFactory = _ => defaults.Seed };
-        var output = new Option<FileInfo?>("--out") { Description = "Where to write the backbone (default: the cache, where train and eval find it)." };
-        var cmd = new Command("pretrain", "Pretrain the ViT backbone on Fashion-MNIST (cached; the continual classes are MNIST digits).") { config, epochs, lr, seed, output };
+        var output = new Option<FileInfo?>("--out") { Description = "Where to write the backbone (default: the cache, where train and eval find a Fashion-MNIST one)." };
+        var dataset = new Option<string>("--dataset") { Description = "What to pretrain on: fashion (60,000 Fashion-MNIST images; the continual classes are then digits) or mnist (the 8,000 train digits, for the reverse split).", DefaultValueFactory = _ => "fashion" };
+        var mnist = MnistOption();
+        var cmd = new Command("pretrain", "Pretrain the ViT backbone on Fashion-MNIST (cached; the continual classes are MNIST digits) or on the digits.") { config, epochs, lr, seed, output, dataset, mnist };
         cmd.SetAction(parse =>
         {
             var vit = VitConfig.Load(parse.GetValue(config)?.FullName ?? BackboneCache.DefaultConfigPath);
             var options = defaults with { Epochs = Positive(parse.GetValue(epochs), "--epochs"), LearningRate = Rate(parse.GetValue(lr), "--lr"), Seed = parse.GetValue(seed) };
             var bar = new StagedProgressBar(stderr);
-            var path = parse.GetValue(output)?.FullName ?? BackboneCache.PathFor(vit, options);
-            var result = BackboneCache.Pretrain(path, vit, options, m => Log.Information("{Message}", m), (s, t, l) => bar.Report("pretrain", s, t, l), cancel());
-            stdout.WriteLine($"backbone {path}: Fashion-MNIST test accuracy {result.TestAccuracy:P1} ({result.Steps} steps, {result.Seconds / 60:F1} min)");
+            var data = parse.GetValue(dataset)!;
+            ClassifyDatasets.Validate(data, "--dataset");
+            var path = parse.GetValue(output)?.FullName ?? BackboneCache.PathFor(vit, options, data);
+            var result = BackboneCache.Pretrain(path, vit, options, m => Log.Information("{Message}", m), (s, t, l) => bar.Report("pretrain", s, t, l), cancel(),
+                data, parse.GetValue(mnist)?.FullName);
+            stdout.WriteLine($"backbone {path}: {ClassifyDatasets.Title(data)} test accuracy {result.TestAccuracy:P1} ({result.Steps} steps, {result.Seconds / 60:F1} min)");
             return ExitCodes.Ok;
         });
         return cmd;
@@ -167,7 +176,9 @@ internal static class ClassifyCommand
                 Seed = parse.GetValue(seed) ?? baseOptions.Seed,
                 ExpectedTasks = parse.GetValue(expectedTasks) is { } x ? Positive(x, "--expected-tasks") : baseOptions.ExpectedTasks,
             };
-            var request = new ClassifyTasks.TrainRequest(runDir, parse.GetValue(task), chosen, BackbonePath(parse.GetValue(backbone)),
+            // A later task defaults to the run's own backbone, the first to the shipped one.
+            var backbonePath = parse.GetValue(backbone) is { } given ? given.FullName : classifyRun.Exists ? null : BackbonePath(null);
+            var request = new ClassifyTasks.TrainRequest(runDir, parse.GetValue(task), chosen, backbonePath,
                 parse.GetValue(classes) is { } c ? ParseDigits(c) : null, parse.GetValue(images)?.FullName, options, parse.GetValue(mnist)?.FullName,
                 NonNegative(parse.GetValue(checkpointEvery), "--checkpoint-every"),
                 parse.GetValue(resume));
@@ -232,8 +243,8 @@ internal static class ClassifyCommand
             int next = m.Tasks.Count + 1;
             if (File.Exists(r.CheckpointPath(next)))
                 stdout.WriteLine($"interrupted task {next}: {r.CheckpointPath(next)} (continue it: cdiff classify train --run {r.Root} --task {next} --resume, with the same options)");
-            var problems = r.VerifyIntegrity(m);
-            if (problems.Count == 0) { stdout.WriteLine("integrity  ok (every state file matches its SHA-256 in the manifest)"); return ExitCodes.Ok; }
+            var problems = r.VerifyIntegrity(m).Concat(ClassifyTasks.BackboneProblems(r, m)).ToList();
+            if (problems.Count == 0) { stdout.WriteLine("integrity  ok (every state file and the backbone match their SHA-256 in the manifest)"); return ExitCodes.Ok; }
             foreach (var p in problems) stdout.WriteLine($"integrity  FAILED: {p}");
             throw new InputException($"{r.ManifestPath}: {problems.Count} integrity problem(s); the first: {problems[0]}");
         });

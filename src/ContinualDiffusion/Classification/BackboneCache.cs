@@ -22,11 +22,11 @@ public static class BackboneCache
     /// configs/models/vit-fashion.json next to the binaries.
     public static string DefaultConfigPath => Path.Combine(AppContext.BaseDirectory, "configs", "models", "vit-fashion.json");
 
-    public static string PathFor(VitConfig config, VitPretraining.Options options)
+    public static string PathFor(VitConfig config, VitPretraining.Options options, string dataset = "fashion")
     {
         var fingerprint = JsonConfig.Serialize(config) + JsonConfig.Serialize(options with { Seed = options.Seed });
         var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(fingerprint)))[..12];
-        return Path.Combine(Benchmarking.ClassifierCache.CacheDir, "classify", $"vit-fashion-{hash}.safetensors");
+        return Path.Combine(Benchmarking.ClassifierCache.CacheDir, "classify", $"vit-{dataset}-{hash}.safetensors");
     }
 
     /// The cached backbone for `config` and `options`, pretraining it first if it is not there. Returns its path
@@ -40,19 +40,19 @@ public static class BackboneCache
         return (path, Pretrain(path, config, options, info, progress).TestAccuracy);
     }
 
-    /// Pretrains a backbone on Fashion-MNIST and writes it to `path` (atomically).
+    /// Pretrains a backbone on `dataset` (Fashion-MNIST by default, see <see cref="ClassifyDatasets"/>) and writes it
+    /// to `path` (atomically).
     public static VitPretraining.Result Pretrain(string path, VitConfig config, VitPretraining.Options options, Action<string>? info = null,
-        Action<int, int, double>? progress = null, CancellationToken cancel = default)
+        Action<int, int, double>? progress = null, CancellationToken cancel = default, string dataset = "fashion", string? mnistTarball = null)
     {
-        var train = LabeledImages.FromFashion(FashionMnist.LoadTrain());
-        var test = LabeledImages.FromFashion(FashionMnist.LoadTest());
+        var (train, test, description) = ClassifyDatasets.Pretraining(dataset, mnistTarball, info);
         using var g = new TorchSharp.torch.Generator(unchecked((ulong)options.Seed + 1));
         TorchSharp.torch.manual_seed(options.Seed).Dispose(); // the layers' default initialisers draw from the global generator
-        using var model = VisionTransformer.Create(config, FashionMnist.ClassNames.Length, g);
+        using var model = VisionTransformer.Create(config, train.ClassNames.Count, g);
         var result = VitPretraining.Train(model, train, test, options, progress, cancel);
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!);
-        VitCheckpoint.Save(path, model, FashionMnist.ClassNames, "Fashion-MNIST train (60,000)", result.TestAccuracy);
-        info?.Invoke($"ViT backbone: test accuracy {result.TestAccuracy:P1} on Fashion-MNIST after {result.Steps} steps ({result.Seconds / 60:F1} min): {path}");
+        VitCheckpoint.Save(path, model, train.ClassNames, description, result.TestAccuracy);
+        info?.Invoke($"ViT backbone: test accuracy {result.TestAccuracy:P1} on {ClassifyDatasets.Title(dataset)} after {result.Steps} steps ({result.Seconds / 60:F1} min): {path}");
         return result;
     }
 }

@@ -43,4 +43,25 @@ public sealed record ClassifyOptions
     public int ExpectedTasks { get; init; } = 5;
 
     public long Seed { get; init; }
+
+    /// The first value outside its range, as "key: what was expected", or null when every value is usable.
+    public string? Problem()
+    {
+        static bool Rate(double x) => x > 0 && double.IsFinite(x);
+        static bool Weight(double x) => x >= 0 && double.IsFinite(x);
+        if (Epochs < 1) return $"epochs is {Epochs}, expected at least 1";
+        if (BatchSize < 1) return $"batch_size is {BatchSize}, expected at least 1";
+        if (!Rate(LearningRate)) return $"learning_rate is {LearningRate}, expected a positive finite number";
+        if (!Rate(HeadLearningRate)) return $"head_learning_rate is {HeadLearningRate}, expected a positive finite number";
+        if (!Weight(WeightDecay)) return $"weight_decay is {WeightDecay}, expected a finite number ≥ 0";
+        if (Rank < 1) return $"rank is {Rank}, expected at least 1";
+        if (!Weight(Lambda)) return $"lambda is {Lambda}, expected a finite number ≥ 0";
+        if (PromptLength is < 1) return $"prompt_length is {PromptLength}, expected at least 1";
+        if (PoolSize < 1) return $"pool_size is {PoolSize}, expected at least 1";
+        if (TopN < 1 || TopN > PoolSize) return $"top_n is {TopN}, expected 1..pool_size ({PoolSize})";
+        if (!Weight(PullWeight)) return $"pull_weight is {PullWeight}, expected a finite number ≥ 0";
+        if (Components < 1) return $"components is {Components}, expected at least 1";
+        if (ExpectedTasks < 1) return $"expected_tasks is {ExpectedTasks}, expected at least 1";
+        return null;
+    }
 }

@@ -31,6 +31,12 @@ public sealed class ClassifyRun(string root)
         if (m is null) throw new InputException($"{ManifestPath}: empty manifest");
         if (m.Format != ClassifyManifest.FormatName) throw new InputException($"{ManifestPath}: key 'format' is '{m.Format}', expected '{ClassifyManifest.FormatName}'");
         if (m.Version != 1) throw new InputException($"{ManifestPath}: key 'version' is {m.Version}; this cdiff reads version 1");
+        if (!Methods.ClassifyMethods.Names.Contains(m.Method))
+            throw new InputException($"{ManifestPath}: key 'method' is '{m.Method}', expected one of {string.Join(", ", Methods.ClassifyMethods.Names)}");
+        if (m.Dataset is not ("mnist" or "folders")) throw new InputException($"{ManifestPath}: key 'dataset' is '{m.Dataset}', expected mnist or folders");
+        if (m.Backbone.Sha256 is not { Length: 64 } || !m.Backbone.Sha256.All(char.IsAsciiHexDigitLower))
+            throw new InputException($"{ManifestPath}: key 'backbone.sha256' is not a SHA-256 (64 lowercase hex digits)");
+        if (m.Options.Problem() is { } bad) throw new InputException($"{ManifestPath}: options: {bad}");
         var seen = new HashSet<int>();
         for (int i = 0; i < m.Tasks.Count; i++)
         {
@@ -42,6 +48,7 @@ public sealed class ClassifyRun(string root)
                 if (!seen.Add(c)) throw new InputException($"{ManifestPath}: class {c} appears in two tasks");
             }
             if (t.State != StateFileName(t.Task)) throw new InputException($"{ManifestPath}: task {t.Task} names state '{t.State}', expected '{StateFileName(t.Task)}'");
+            if (t.Options?.Problem() is { } badTask) throw new InputException($"{ManifestPath}: task {t.Task}'s options: {badTask}");
         }
         return m;
     }

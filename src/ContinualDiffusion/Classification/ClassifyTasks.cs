@@ -14,7 +14,8 @@ public static class ClassifyTasks
     /// One task to learn. Exactly one of `Classes` (labels of the built-in MNIST digits) and `ImagesDir` (the user's
     /// class folders) is given. `Options` null keeps the run's (task 1: the defaults). Every `CheckpointEvery` steps
     /// (0: never) the task in progress is saved; `Resume` continues an interrupted run of the task from there.
-    public sealed record TrainRequest(string RunDir, int Task, string? Method, string BackbonePath, IReadOnlyList<int>? Classes, string? ImagesDir,
+    /// `BackbonePath` null: the run's own (a later task; the first needs one).
+    public sealed record TrainRequest(string RunDir, int Task, string? Method, string? BackbonePath, IReadOnlyList<int>? Classes, string? ImagesDir,
         ClassifyOptions? Options, string? MnistTarball = null, int CheckpointEvery = 0, bool Resume = false);
 
     /// The task just learned and, for MNIST runs, the accuracy on the test images of every task so far (null for class
@@ -60,10 +61,10 @@ public static class ClassifyTasks
         if (manifest is not null && manifest.Dataset != dataset)
             throw new InputException($"this run learns from {manifest.Dataset} ({(manifest.Dataset == "mnist" ? "--classes" : "--images")}); every task of a run uses the same source");
 
-        var backbonePath = RequireFile(request.BackbonePath, "--backbone");
+        var backbonePath = BackboneOf(run, manifest, request.BackbonePath);
         var hash = RunDirectory.Sha256File(backbonePath);
         if (manifest is not null && manifest.Backbone.Sha256 != hash)
-            throw new InputException($"--backbone {backbonePath}: SHA-256 {hash[..12]}… is not the backbone this run was trained on ({manifest.Backbone.Path}, {manifest.Backbone.Sha256[..12]}…)");
+            throw new InputException($"--backbone {backbonePath}: SHA-256 {hash[..12]}… is not the backbone {run.ManifestPath} was trained on ({manifest.Backbone.Path}, {manifest.Backbone.Sha256[..12]}…)");
         var options = request.Options ?? manifest?.Options ?? new ClassifyOptions();
 
         var (backbone, backboneInfo) = VitCheckpoint.Load(backbonePath);
@@ -154,11 +155,9 @@ public static class ClassifyTasks
         if (manifest.Tasks.Count == 0) throw new InputException($"{run.ManifestPath}: no finished task to evaluate");
         var problems = run.VerifyIntegrity(manifest);
         if (problems.Count > 0) throw new InputException(problems[0]);
-        if (backbonePath is null && !File.Exists(manifest.Backbone.Path))
-            throw new InputException($"{manifest.Backbone.Path}: the run's backbone is not there any more; pass --backbone with where it is now");
-        var path = RequireFile(backbonePath ?? manifest.Backbone.Path, "--backbone");
+        var path = BackboneOf(run, manifest, backbonePath);
         if (RunDirectory.Sha256File(path) != manifest.Backbone.Sha256)
-            throw new InputException($"--backbone {path}: is not the backbone this run was trained on (SHA-256 differs)");
+            throw new InputException($"--backbone {path}: is not the backbone {run.ManifestPath} was trained on (SHA-256 differs)");
         using var scope = torch.NewDisposeScope();
         var (backbone, _) = VitCheckpoint.Load(path);
         using var _b = backbone;
@@ -169,6 +168,25 @@ public static class ClassifyTasks
         var tasks = manifest.Tasks.Select(t => t.Classes).ToList();
         var (perTask, overall) = Score(learner, imagesDir is null ? manifest.Dataset : "folders", imagesDir, mnistTarball, tasks, backbone.Config.ImageSize, manifest.ClassNames, info);
         return new EvalOutcome(manifest, perTask, overall);
+    }
+
+    /// The backbone a task or an evaluation uses: the one given, else the run's (an error naming the manifest when it
+    /// has moved), else (a new run) an error.
+    private static string BackboneOf(ClassifyRun run, ClassifyManifest? manifest, string? given)
+    {
+        if (given is not null) return RequireFile(given, "--backbone");
+        if (manifest is null) throw new InputException("--backbone: a new run needs a backbone (a ViT written by `cdiff classify pretrain`)");
+        if (!File.Exists(manifest.Backbone.Path))
+            throw new InputException($"{run.ManifestPath}: the run's backbone {manifest.Backbone.Path} is not there any more; pass --backbone with where it is now");
+        return manifest.Backbone.Path;
+    }
+
+    /// Problems with the run's backbone: missing, or not the bytes the run was trained on.
+    public static IReadOnlyList<string> BackboneProblems(ClassifyRun run, ClassifyManifest manifest)
+    {
+        if (!File.Exists(manifest.Backbone.Path)) return [$"{run.ManifestPath}: the backbone {manifest.Backbone.Path} is missing (moved? `eval` and `train` take --backbone)"];
+        var hash = RunDirectory.Sha256File(manifest.Backbone.Path);
+        return hash == manifest.Backbone.Sha256 ? [] : [$"{run.ManifestPath}: the backbone {manifest.Backbone.Path} has SHA-256 {hash[..12]}…, the run was trained on {manifest.Backbone.Sha256[..12]}…"];
     }
 
     /// The full path of an existing file, or an error naming the option.

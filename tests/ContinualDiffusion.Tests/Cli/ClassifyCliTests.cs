@@ -1,4 +1,5 @@
 using ContinualDiffusion.Classification;
+using ContinualDiffusion.Data;
 using ContinualDiffusion.Tests.Classification;
 using ContinualDiffusion.Tests.Support;
 using SixLabors.ImageSharp.PixelFormats;
@@ -37,7 +38,8 @@ public sealed class ClassifyCliTests : IDisposable
         var t1 = Train("--task", "1", "--method", "clora", "--classes", "0,1");
         Assert.True(t1.ExitCode == 0, t1.Stderr);
         Assert.Contains("task 1: learned 0, 1 from", t1.Stdout);
-        var t2 = Train("--task", "2", "--classes", "2,3"); // keeps the run's method
+        // Keeps the run's method and, with no --backbone, its backbone (not the shipped one).
+        var t2 = CliRunner.Run("classify", "train", "--run", Run, "--mnist", Mnist, "--epochs", "1", "--task", "2", "--classes", "2,3");
         Assert.True(t2.ExitCode == 0, t2.Stderr);
         Assert.Contains("task 2 classes:", t2.Stdout);
 
@@ -185,6 +187,30 @@ public sealed class ClassifyCliTests : IDisposable
         Assert.DoesNotContain("resumed", fresh.Stdout);
         Assert.False(File.Exists(run.CheckpointPath(2)));
         Assert.Equal(2, run.Read().Tasks.Count);
+    }
+
+    [Fact]
+    public void The_reverse_split_pretrains_on_the_digits_and_benchmarks_on_fashion()
+    {
+        var config = Path.Combine(_dir, "vit.json");
+        File.WriteAllText(config, """{"image_size": 28, "patch_size": 7, "embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32}""");
+        var vit = Path.Combine(_dir, "vit-mnist.safetensors");
+        var pretrain = CliRunner.Run("classify", "pretrain", "--dataset", "mnist", "--mnist", Mnist, "--config", config, "--epochs", "1", "--out", vit);
+        Assert.True(pretrain.ExitCode == 0, pretrain.Stderr);
+        Assert.Contains("MNIST digits test accuracy", pretrain.Stdout);
+        var info = VitCheckpoint.ReadInfo(vit);
+        Assert.Equal(MnistDigits.ClassNames, info.Classes);
+        Assert.StartsWith("MNIST digits", info.Dataset);
+
+        var output = Path.Combine(_dir, "bench");
+        var bench = CliRunner.Run("classify", "benchmark", "--dataset", "fashion", "--backbone", vit, "--out", output, "--methods", "ncm", "--seeds", "0");
+        Assert.True(bench.ExitCode == 0, bench.Stderr);
+        var report = File.ReadAllText(Path.Combine(output, "report.md"));
+        Assert.Contains("the ten classes of Fashion-MNIST", report);
+        Assert.Contains("pretrained on MNIST digits", report);
+
+        AssertBad(CliRunner.Run("classify", "pretrain", "--dataset", "cifar", "--out", vit), "--dataset cifar", "mnist, fashion");
+        AssertBad(CliRunner.Run("classify", "benchmark", "--dataset", "cifar", "--backbone", vit, "--out", output), "--dataset cifar");
     }
 
     private static void AssertBad(CliResult r, params string[] expected)

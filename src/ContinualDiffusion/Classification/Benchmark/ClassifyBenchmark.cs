@@ -13,7 +13,7 @@ namespace ContinualDiffusion.Classification.Benchmark;
 
 /// Runs the class-incremental comparison: for each seed and method, a fresh copy of the pretrained backbone learns
 /// the seed's tasks one after another (joint: all ten classes in one task), and after every task every class so
-/// far is scored on the MNIST test split with no task id. Each finished (method, seed) is cached in
+/// far is scored on the continual set's test split (the MNIST digits' by default) with no task id. Each finished (method, seed) is cached in
 /// `<out>/runs/` under a fingerprint of everything that affects it, so an interrupted benchmark resumes.
 public static class ClassifyBenchmark
 {
@@ -22,7 +22,8 @@ public static class ClassifyBenchmark
     {
         foreach (var m in options.Methods)
             if (!ClassifyMethods.Names.Contains(m)) throw new InputException($"--methods: '{m}' is not one of {string.Join(", ", ClassifyMethods.Names)}");
-        var (train, test) = MnistDigits.Load(options.MnistTarball, info);
+        ClassifyDatasets.Validate(options.Dataset, "--dataset");
+        var (train, test) = ClassifyDatasets.Continual(options.Dataset, options.MnistTarball, info);
         var backboneHash = Runs.RunDirectory.Sha256File(ClassifyTasks.RequireFile(options.BackbonePath, "--backbone"));
         var runsDir = Path.Combine(options.OutDir, "runs");
         Directory.CreateDirectory(runsDir);
@@ -34,7 +35,7 @@ public static class ClassifyBenchmark
                 cancel.ThrowIfCancellationRequested();
                 var training = Options(options, method, seed);
                 var tasks = method == "joint" ? [[.. ClassifyBenchmarkOptions.TaskClasses(seed, options.Tasks).SelectMany(c => c)]] : ClassifyBenchmarkOptions.TaskClasses(seed, options.Tasks);
-                var fingerprint = Fingerprint(method, seed, options.Tasks, training, backboneHash);
+                var fingerprint = Fingerprint(method, seed, options.Tasks, training, backboneHash, options.Dataset);
                 var cachePath = Path.Combine(runsDir, $"{method}-seed{seed}.json");
                 if (TryLoad(cachePath, fingerprint) is { } cached)
                 {
@@ -104,9 +105,11 @@ public static class ClassifyBenchmark
     }
 
     /// Everything a run's numbers depend on: method, seed, task split, training options, backbone bytes, data version.
-    private static string Fingerprint(string method, long seed, int tasks, ClassifyOptions training, string backboneHash)
+    private static string Fingerprint(string method, long seed, int tasks, ClassifyOptions training, string backboneHash, string dataset)
     {
-        var text = $"v2|{method}|{seed}|{tasks}|{JsonConfig.Serialize(training)}|{backboneHash}|{MnistDigits.TarballSha512}|test every {MnistDigits.TestEvery}";
+        // The digits' form is the one earlier caches were written with.
+        var data = dataset == "mnist" ? $"{MnistDigits.TarballSha512}|test every {MnistDigits.TestEvery}" : ClassifyDatasets.Fingerprint(dataset);
+        var text = $"v2|{method}|{seed}|{tasks}|{JsonConfig.Serialize(training)}|{backboneHash}|{data}";
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
     }
 }

@@ -10,8 +10,9 @@ namespace ContinualDiffusion.Classification.Benchmark;
 /// accuracy matrix), a heat map per continual method and the average-accuracy-per-task curve of all methods.
 public static class ClassifyReport
 {
+    /// `Dataset`: the continual classes' set; `BackboneData`: what the backbone was pretrained on (its checkpoint's words).
     public sealed record Results(string Backbone, double BackboneAccuracy, int Tasks, IReadOnlyList<long> Seeds, ClassifyOptions Training,
-        IReadOnlyList<ClassifyMethodRun> Runs, double WallMinutes);
+        IReadOnlyList<ClassifyMethodRun> Runs, double WallMinutes, string Dataset = "mnist", string BackboneData = "Fashion-MNIST train (60,000)");
 
     public sealed record Summary(string Method, MeanStd FinalAverage, MeanStd? Forgetting, double SecondsPerTask, long TrainedValuesPerTask, int Seeds);
 
@@ -59,7 +60,7 @@ public static class ClassifyReport
         if (curves.Count > 0)
         {
             AverageAccuracyFigure.Save(Path.Combine(folder, "average-accuracy.png"), curves, references,
-                $"Class-incremental MNIST, {results.Tasks} tasks: average accuracy over the classes seen");
+                $"Class-incremental {ClassifyDatasets.Title(results.Dataset)}, {results.Tasks} tasks: average accuracy over the classes seen");
             figures.Add("average-accuracy.png");
         }
         AtomicFile.WriteAllText(Path.Combine(folder, "report.md"), Render(results, figures));
@@ -72,12 +73,13 @@ public static class ClassifyReport
         var sb = new StringBuilder();
         sb.AppendLine("# Continual image classification benchmark (C-LoRA's second domain)");
         sb.AppendLine();
-        sb.AppendLine($"Class-incremental, rehearsal-free: the ten MNIST digits in {results.Tasks} tasks of {10 / results.Tasks} (one shuffled class order per seed), " +
-            "each method starting from the same ViT pretrained on Fashion-MNIST; after every task all classes seen so far are scored on the MNIST test split " +
+        var title = ClassifyDatasets.Title(results.Dataset);
+        sb.AppendLine($"Class-incremental, rehearsal-free: the ten classes of {title} in {results.Tasks} tasks of {10 / results.Tasks} (one shuffled class order per seed), " +
+            $"each method starting from the same ViT pretrained on {results.BackboneData}; after every task all classes seen so far are scored on the {title} test split " +
             "with no task id. A_N: the final average accuracy over the tasks' classes; F_N: average forgetting (best accuracy on a task's classes before the " +
             "last task minus the final one). Mean ± sample std over seeds.");
         sb.AppendLine();
-        sb.AppendLine($"Backbone: `{Path.GetFileName(results.Backbone)}` (Fashion-MNIST test accuracy {100 * results.BackboneAccuracy:F1}%). Seeds: {string.Join(", ", results.Seeds)}. Wall time {results.WallMinutes:F1} min.");
+        sb.AppendLine($"Backbone: `{Path.GetFileName(results.Backbone)}` (test accuracy {100 * results.BackboneAccuracy:F1}% on its pretraining set). Seeds: {string.Join(", ", results.Seeds)}. Wall time {results.WallMinutes:F1} min.");
         sb.AppendLine();
         sb.AppendLine("| method | seeds | A_N | F_N | trained values per task | train time per task |");
         sb.AppendLine("|---|---:|---:|---:|---:|---:|");
