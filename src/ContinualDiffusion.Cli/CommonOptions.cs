@@ -40,6 +40,33 @@ internal static class CommonOptions
         return yaml is null && prediction is null ? null : new SingleFileOptions { OriginalConfigPath = yaml?.FullName, PredictionType = prediction };
     }
 
+    public static Option<string?> Device() => new("--device")
+    {
+        Description = "cpu, cuda or cuda:N (default: CUDA when this is the CUDA build and a device is visible, else the CPU).",
+        HelpName = "cpu|cuda[:N]",
+    };
+
+    public static Option<string?> DType() => new("--dtype")
+    {
+        Description = "Precision of the frozen weights: fp32 (default), bf16 (half the memory; the recommendation on CUDA) or fp16 (CUDA only). What trains, the optimiser, the loss and every file written stay float32.",
+        HelpName = "fp32|bf16|fp16",
+    };
+
+    public static Option<bool> VaeFp32() => new("--vae-fp32")
+    {
+        Description = "Keep the VAE in float32 with --dtype bf16/fp16 (the usual fix for black or speckled images).",
+    };
+
+    /// The device and precision given (`--device`, and `--dtype`/`--vae-fp32` where the command has them).
+    public static (TorchSharp.torch.Device Device, Runtime.ComputePrecision Precision) Compute(ParseResult parse, Option<string?> device,
+        Option<string?>? dtype = null, Option<bool>? vaeFp32 = null)
+    {
+        var d = Runtime.ComputePrecision.ParseDevice(parse.GetValue(device));
+        var precision = dtype is null ? Runtime.ComputePrecision.Float32
+            : Runtime.ComputePrecision.Parse(parse.GetValue(dtype), vaeFp32 is not null && parse.GetValue(vaeFp32), d);
+        return (d, precision);
+    }
+
     /// A path option's value as a full path (relative to the working directory), or null.
     public static string? FullPath(string? path) => path is null ? null : Path.GetFullPath(path);
 }

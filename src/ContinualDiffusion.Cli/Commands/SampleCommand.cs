@@ -38,13 +38,17 @@ internal static class SampleCommand
         var embeddings = new Option<string[]>(EmbeddingSpec.Option) { Description = "A textual-inversion embedding (A1111 emb_params or diffusers {token: vector} safetensors) typed as WORD (default: the file's stem, or its token); repeatable. An n-vector embedding's WORD stands for all n." };
         var ignoreUnknown = new Option<bool>("--lora-ignore-unknown") { Description = "Skip keys of a --lora file that are not LoRA keys of this model (an error otherwise)." };
 
+        var device = CommonOptions.Device();
+        var dtype = CommonOptions.DType();
+        var vaeFp32 = CommonOptions.VaeFp32();
         var cmd = new Command("sample", "Generate images from a prompt with a base model or a run's learned concepts.")
         {
             model, originalConfig, predictionType, run, prompt, negative, steps, guidance, guidanceRescale, scheduler, seed, numImages, height, width, latents, output,
-            loras, embeddings, ignoreUnknown,
+            loras, embeddings, ignoreUnknown, device, dtype, vaeFp32,
         };
         cmd.SetAction(parse =>
         {
+            var (computeDevice, precision) = CommonOptions.Compute(parse, device, dtype, vaeFp32);
             var modelPath = CommonOptions.FullPath(parse.GetValue(model));
             var singleFile = CommonOptions.SingleFile(parse, originalConfig, predictionType);
             var runDir = parse.GetValue(run);
@@ -56,8 +60,8 @@ internal static class SampleCommand
 
             var clock = Stopwatch.StartNew();
             using var sd = runDir is not null
-                ? RunModel.LoadForSampling(new RunDirectory(runDir.FullName), modelPath, TorchEnvironment.DefaultDevice(), singleFile)
-                : StableDiffusion.Open(modelPath!, singleFile, TorchEnvironment.DefaultDevice());
+                ? RunModel.LoadForSampling(new RunDirectory(runDir.FullName), modelPath, computeDevice, singleFile, precision)
+                : StableDiffusion.Open(modelPath!, singleFile, computeDevice, precision);
             Log.Information("Loaded the model in {Seconds:F1} s", clock.Elapsed.TotalSeconds);
             if (loraSpecs.Count > 0 || embeddingSpecs.Count > 0)
                 foreach (var line in ForeignAdditions.Apply(sd, loraSpecs, embeddingSpecs, parse.GetValue(ignoreUnknown)))

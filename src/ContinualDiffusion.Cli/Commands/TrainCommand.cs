@@ -39,13 +39,19 @@ internal static class TrainCommand
         var sampleEvery = new Option<int>("--sample-every") { Description = "Write a validation sample into the run's samples/ folder every N steps (0 = never).", DefaultValueFactory = _ => 0 };
         var resume = new Option<bool>("--resume") { Description = "Continue this task from its last checkpoint." };
         var overwrite = new Option<bool>("--overwrite") { Description = "Retrain the run's last task, replacing its adapter." };
+        var device = CommonOptions.Device();
+        var dtype = CommonOptions.DType();
+        var vaeFp32 = CommonOptions.VaeFp32();
+        var checkpointing = new Option<bool>("--gradient-checkpointing") { Description = "Recompute the UNet blocks' activations in backward instead of keeping them: less memory, about one more forward per step, the same result." };
 
         var cmd = new Command("train", "Learn a new concept as the next C-LoRA task of a run.")
         {
             task, images, run, model, originalConfig, predictionType, config, method, steps, lr, tokenLr, rank, lambda, batch, resolution, seed, checkpointEvery, sampleEvery, resume, overwrite,
+            device, dtype, vaeFp32, checkpointing,
         };
         cmd.SetAction(parse =>
         {
+            var (computeDevice, precision) = CommonOptions.Compute(parse, device, dtype, vaeFp32);
             var fileConfig = parse.GetValue(config) is { } file ? TrainingConfig.Load(file.FullName) : TrainingConfig.LoadDefaults();
             // Without --method a run's later tasks keep the run's method (a run has one), the first task the config's.
             var runMethod = new Runs.RunDirectory(parse.GetValue(run)!.FullName).TryReadManifest()?.Method;
@@ -76,7 +82,9 @@ internal static class TrainCommand
                 Resume = parse.GetValue(resume),
                 Overwrite = parse.GetValue(overwrite),
                 SampleEvery = parse.GetValue(sampleEvery),
-                Device = TorchEnvironment.DefaultDevice(),
+                Device = computeDevice,
+                Precision = precision,
+                GradientCheckpointing = parse.GetValue(checkpointing),
             };
             var bar = new ProgressBar($"task {request.Task}", merged.Steps, stderr);
             string rankSource = parse.GetValue(rank) is not null ? "--rank" : parse.GetValue(config) is { } cf ? $"{cf.FullName}: key 'rank'" : "the default rank";

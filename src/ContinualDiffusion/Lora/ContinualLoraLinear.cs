@@ -91,8 +91,9 @@ public sealed class ContinualLoraLinear : nn.Module<Tensor, Tensor>, IAdaptedLin
         weight.requires_grad = false;
         if (bias is not null) bias.requires_grad = false;
 
-        lora_A = Owned(new Parameter(torch.zeros(OutFeatures, rank, dtype: w.dtype, device: w.device), requires_grad: true));
-        lora_B = Owned(new Parameter(KaimingUniformDown(rank, InFeatures, w.dtype, w.device, generator), requires_grad: true));
+        var trainable = ComputePrecision.TrainableFor(w.dtype); // float32 factors next to bf16/fp16 weights
+        lora_A = Owned(new Parameter(torch.zeros(OutFeatures, rank, dtype: trainable, device: w.device), requires_grad: true));
+        lora_B = Owned(new Parameter(KaimingUniformDown(rank, InFeatures, trainable, w.device, generator), requires_grad: true));
         _frozen = BuildFrozenState(baseLayer, pastDelta);
         RegisterComponents();
     }
@@ -167,13 +168,22 @@ public sealed class ContinualLoraLinear : nn.Module<Tensor, Tensor>, IAdaptedLin
         return _frozen.Merged;
     }
 
-    /// y = x (W_init + P)ᵀ + (x Bᵀ) Aᵀ (+ bias): one dense matmul for all frozen weights, then the rank-r path.
+    /// y = x (W_init + P)ᵀ + (x Bᵀ) Aᵀ (+ bias): one dense matmul for all frozen weights, then the rank-r path. With
+    /// half-precision weights the rank-r path runs in the factors' float32 and its result joins in the weights' dtype.
     public override Tensor forward(Tensor x)
     {
         using var frozen = nn.functional.linear(x, FrozenMergedWeight(), bias);
-        using var down = nn.functional.linear(x, lora_B);
-        using var up = nn.functional.linear(down, lora_A);
-        return frozen.Plus(up);
+        if (x.dtype == lora_B.dtype)
+        {
+            using var down = nn.functional.linear(x, lora_B);
+            using var up = nn.functional.linear(down, lora_A);
+            return frozen.Plus(up);
+        }
+        using var x32 = x.to(lora_B.dtype);
+        using var down32 = nn.functional.linear(x32, lora_B);
+        using var up32 = nn.functional.linear(down32, lora_A);
+        using var upBack = up32.to(frozen.dtype);
+        return frozen.Plus(upBack);
     }
 
     /// The current task's delta A·B, [out, in], differentiable w.r.t. A and B (used by the penalty).

@@ -56,7 +56,7 @@ public sealed class DenseDeltaLinear : nn.Module<Tensor, Tensor>, IAdaptedLinear
         using (torch.NewDisposeScope())
         using (torch.no_grad())
         {
-            delta = new Parameter(torch.zeros(OutFeatures, InFeatures, dtype: w.dtype, device: w.device), requires_grad: true);
+            delta = new Parameter(torch.zeros(OutFeatures, InFeatures, dtype: ComputePrecision.TrainableFor(w.dtype), device: w.device), requires_grad: true);
             delta.DetachFromDisposeScope();
             Tensor past;
             if (pastDelta is null) past = torch.zeros_like(w);
@@ -67,11 +67,20 @@ public sealed class DenseDeltaLinear : nn.Module<Tensor, Tensor>, IAdaptedLinear
         RegisterComponents();
     }
 
-    /// y = x (W_init + P + D)ᵀ (+ bias).
+    /// y = x (W_init + P + D)ᵀ (+ bias). With half-precision weights D (float32) is applied as its own float32 matmul,
+    /// so updates far below the weights' precision still change the output.
     public override Tensor forward(Tensor x)
     {
-        using var w = _frozen.Merged.Plus(delta);
-        return nn.functional.linear(x, w, bias);
+        if (delta.dtype == _frozen.Merged.dtype)
+        {
+            using var w = _frozen.Merged.Plus(delta);
+            return nn.functional.linear(x, w, bias);
+        }
+        using var frozen = nn.functional.linear(x, _frozen.Merged, bias);
+        using var x32 = x.to(delta.dtype);
+        using var d32 = nn.functional.linear(x32, delta);
+        using var back = d32.to(frozen.dtype);
+        return frozen.Plus(back);
     }
 
     public IEnumerable<(string Suffix, Parameter Value)> NamedTrainableParameters()

@@ -40,7 +40,10 @@ public sealed class AutoencoderKL : nn.Module
     public (Tensor Mean, Tensor LogVar) Encode(Tensor image)
     {
         using var scope = torch.NewDisposeScope();
-        var moments = quant_conv.call(encoder.call(image));
+        var outputDType = image.dtype;
+        var weights = quant_conv.weight!.dtype;
+        var moments = quant_conv.call(encoder.call(image.dtype == weights ? image : image.to(weights)));
+        if (moments.dtype != outputDType) moments = moments.to(outputDType); // the posterior's arithmetic in the caller's dtype
         var halves = moments.chunk(2, dim: 1);
         var mean = halves[0].contiguous();
         var logvar = halves[1].Clamped(-30.0, 20.0);
@@ -62,10 +65,13 @@ public sealed class AutoencoderKL : nn.Module
         return mean.Plus(Std(logVar) * noise).MoveToOuterDisposeScope();
     }
 
-    /// Image [B, out_channels, h*f, w*f] (unclamped, about [-1, 1]) from an (unscaled) latent [B, latent_channels, h, w].
+    /// Image [B, out_channels, h*f, w*f] (unclamped, about [-1, 1]) from an (unscaled) latent [B, latent_channels, h, w],
+    /// computed in the VAE's dtype and returned in the latent's.
     public Tensor Decode(Tensor latent)
     {
         using var scope = torch.NewDisposeScope();
-        return decoder.call(post_quant_conv.call(latent)).MoveToOuterDisposeScope();
+        var weights = post_quant_conv.weight!.dtype;
+        var image = decoder.call(post_quant_conv.call(latent.dtype == weights ? latent : latent.to(weights)));
+        return (image.dtype == latent.dtype ? image : image.to(latent.dtype)).MoveToOuterDisposeScope();
     }
 }

@@ -1,6 +1,7 @@
 using ContinualDiffusion.Checkpoints;
 using ContinualDiffusion.Interop.SingleFile;
 using ContinualDiffusion.Lora;
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Schedulers;
 using ContinualDiffusion.Text;
 using TorchSharp;
@@ -20,25 +21,28 @@ public sealed class StableDiffusion : IDisposable
     public required SchedulerConfig SchedulerConfig { get; init; }
     public required Device Device { get; init; }
 
+    /// The dtype the frozen weights are held in (float32 unless `--dtype` says otherwise).
+    public ComputePrecision Precision { get; init; } = ComputePrecision.Float32;
+
     /// Latent side = image side / VaeScaleFactor (8 for SD, 2 for the tiny test model).
     public int VaeScaleFactor => Vae.VaeScaleFactor;
 
     /// Opens `path` as a single-file checkpoint when it is a file, else as a diffusers folder (BaseModelSource decides).
     /// `singleFile` describes what a single file cannot say; a diffusers folder carries its own configs, so giving it
     /// one is an error.
-    public static StableDiffusion Open(string path, SingleFileOptions? singleFile = null, Device? device = null)
+    public static StableDiffusion Open(string path, SingleFileOptions? singleFile = null, Device? device = null, ComputePrecision? precision = null)
     {
         using var source = BaseModelSource.Open(path, singleFile);
-        return Load(source, device);
+        return Load(source, device, precision);
     }
 
     /// Builds the pipeline from an opened base model, whichever form it has.
-    public static StableDiffusion Load(BaseModelSource source, Device? device = null) =>
-        source.SingleFile is { } file ? Load(file, device) : Load(source.Folder!, device);
+    public static StableDiffusion Load(BaseModelSource source, Device? device = null, ComputePrecision? precision = null) =>
+        source.SingleFile is { } file ? Load(file, device, precision) : Load(source.Folder!, device, precision);
 
     /// Builds the pipeline from an opened single-file checkpoint: configs inferred from its header, weights renamed
     /// from the LDM layout, the bundled CLIP tokenizer with the generation's pad token, LDM's DDIM schedule.
-    public static StableDiffusion Load(SingleFileCheckpoint checkpoint, Device? device = null)
+    public static StableDiffusion Load(SingleFileCheckpoint checkpoint, Device? device = null, ComputePrecision? precision = null)
     {
         Runtime.TorchSetup.Initialize();
         device ??= torch.CPU;
@@ -65,11 +69,11 @@ public sealed class StableDiffusion : IDisposable
             vae?.Dispose();
             throw;
         }
-        textEncoder.eval();
-        unet.to(device).eval();
-        vae.to(device).eval();
+        precision ??= ComputePrecision.Float32;
+        Place(textEncoder, unet, vae, device, precision);
         return new StableDiffusion
         {
+            Precision = precision,
             Tokenizer = tokenizer,
             TextEncoder = textEncoder,
             Unet = unet,
@@ -79,7 +83,7 @@ public sealed class StableDiffusion : IDisposable
         };
     }
 
-    public static StableDiffusion Load(DiffusersFolder folder, Device? device = null)
+    public static StableDiffusion Load(DiffusersFolder folder, Device? device = null, ComputePrecision? precision = null)
     {
         Runtime.TorchSetup.Initialize();
         device ??= torch.CPU;
@@ -104,10 +108,11 @@ public sealed class StableDiffusion : IDisposable
             vae?.Dispose();
             throw;
         }
-        unet.to(device).eval();
-        vae.to(device).eval();
+        precision ??= ComputePrecision.Float32;
+        Place(textEncoder, unet, vae, device, precision);
         return new StableDiffusion
         {
+            Precision = precision,
             Tokenizer = ClipTokenizer.FromFolder(folder.TokenizerDir),
             TextEncoder = textEncoder,
             Unet = unet,
@@ -115,6 +120,20 @@ public sealed class StableDiffusion : IDisposable
             SchedulerConfig = SchedulerConfig.Load(folder.SchedulerConfigPath),
             Device = device,
         };
+    }
+
+    /// Moves the loaded (float32) parts to `device` and their floating-point weights to the precision's dtypes, in eval mode.
+    private static void Place(ClipTextModel textEncoder, UNet2DConditionModel unet, AutoencoderKL vae, Device device, ComputePrecision precision)
+    {
+        textEncoder.to(device).eval();
+        unet.to(device).eval();
+        vae.to(device).eval();
+        if (precision.Weights != ScalarType.Float32)
+        {
+            textEncoder.to(precision.Weights);
+            unet.to(precision.Weights);
+        }
+        if (precision.VaeWeights != ScalarType.Float32) vae.to(precision.VaeWeights);
     }
 
     /// Freezes every weight (training then opts the adapters and the new token in explicitly).

@@ -104,10 +104,16 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
     }
 
     /// `sample` [B, in_channels, h, w]; `timestep` 0-dim or 1-dim (length 1 or B), int64 or float, broadcast to the
-    /// batch like diffusers; `encoderHiddenStates` [B, S, cross_attention_dim]. Returns [B, out_channels, h, w].
+    /// batch like diffusers; `encoderHiddenStates` [B, S, cross_attention_dim]. Returns [B, out_channels, h, w] in
+    /// `sample`'s dtype; the layers compute in their weights' dtype (bf16 weights with float32 latents: bf16 inside,
+    /// float32 out).
     public override Tensor forward(Tensor sample, Tensor timestep, Tensor encoderHiddenStates)
     {
         using var scope = torch.NewDisposeScope();
+        var outputDType = sample.dtype;
+        var weights = conv_in.weight!.dtype;
+        if (sample.dtype != weights) sample = sample.to(weights);
+        if (encoderHiddenStates.dtype != weights) encoderHiddenStates = encoderHiddenStates.to(weights);
         long batch = sample.shape[0];
         var trace = Trace;
 
@@ -126,13 +132,18 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         var skips = new List<Tensor> { h };
         for (int i = 0; i < down_blocks.Count; i++)
         {
-            var (hidden, blockSkips) = down_blocks[i].forward(h, emb, encoderHiddenStates);
-            h = hidden;
-            skips.AddRange(blockSkips);
+            var block = down_blocks[i];
+            var outputs = Checkpointed(block, a =>
+            {
+                var (hidden, blockSkips) = block.forward(a[0], a[1], a[2]);
+                return [hidden, .. blockSkips];
+            }, h, emb, encoderHiddenStates);
+            h = outputs[0];
+            skips.AddRange(outputs.Skip(1));
             trace?.Invoke($"down_blocks.{i}", h);
         }
 
-        h = mid_block.call(h, emb, encoderHiddenStates);
+        h = Checkpointed(mid_block, a => [mid_block.call(a[0], a[1], a[2])], h, emb, encoderHiddenStates)[0];
         trace?.Invoke("mid_block", h);
 
         for (int i = 0; i < up_blocks.Count; i++)
@@ -143,7 +154,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
             skips.RemoveRange(skips.Count - n, n);
             bool final = i == up_blocks.Count - 1;
             long[]? size = !final && forceUpsampleSize ? skips[^1].shape[2..] : null;
-            h = block.forward(h, blockSkips, emb, encoderHiddenStates, size);
+            h = Checkpointed(block, a => [block.forward(a[0], [.. a[3..]], a[1], a[2], size)], [h, emb, encoderHiddenStates, .. blockSkips])[0];
             trace?.Invoke($"up_blocks.{i}", h);
         }
 
@@ -151,7 +162,19 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         trace?.Invoke("conv_norm_out", h);
         h = conv_out.call(nn.functional.silu(h));
         trace?.Invoke("conv_out", h);
-        return h.MoveToOuterDisposeScope();
+        return (h.dtype == outputDType ? h : h.to(outputDType)).MoveToOuterDisposeScope();
+    }
+
+    /// Recompute each down, mid and up block's activations in backward instead of keeping them (training only; see
+    /// Runtime/ActivationCheckpoint). Same gradients, less memory, one more forward per step.
+    public bool GradientCheckpointing { get; set; }
+
+    /// `run(activations)` through <see cref="ActivationCheckpoint"/> when checkpointing a training forward, else directly.
+    private Tensor[] Checkpointed(nn.Module block, Func<Tensor[], Tensor[]> run, params Tensor[] activations)
+    {
+        if (!GradientCheckpointing || !torch.is_grad_enabled()) return run(activations);
+        var trainable = block.parameters().Where(p => p.requires_grad).Cast<Tensor>();
+        return ActivationCheckpoint.Run(run, [.. activations, .. trainable], activations.Length);
     }
 
     /// diffusers: a 0-dim timestep becomes [t]; then `expand(batch)` (so length 1 or batch).

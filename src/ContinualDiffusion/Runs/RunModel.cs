@@ -58,12 +58,12 @@ public static class RunModel
     }
 
     public static StableDiffusion LoadForSampling(RunDirectory run, string? modelOverride = null, Device? device = null,
-        SingleFileOptions? singleFileOverride = null)
+        SingleFileOptions? singleFileOverride = null, Runtime.ComputePrecision? precision = null)
     {
         var manifest = run.ReadManifest();
         StableDiffusion model;
         using (var source = OpenBaseModel(manifest, modelOverride, singleFileOverride, run.ManifestPath))
-            model = StableDiffusion.Load(source, device);
+            model = StableDiffusion.Load(source, device, precision);
         try
         {
             var adapters = LoadAdapters(run, manifest, model, manifest.Tasks.Count);

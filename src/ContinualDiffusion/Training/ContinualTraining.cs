@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using ContinualDiffusion.Checkpoints;
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Imaging;
 using ContinualDiffusion.Interop.SingleFile;
 using ContinualDiffusion.Lora;
@@ -31,6 +32,12 @@ public sealed record TrainTaskRequest
     /// Write a validation sample every N steps into the run's samples/ folder (0 = never).
     public int SampleEvery { get; init; }
     public Device? Device { get; init; }
+
+    /// The frozen weights' dtype (--dtype); what trains and every file written stay float32.
+    public ComputePrecision? Precision { get; init; }
+
+    /// Recompute the UNet blocks' activations in backward (--gradient-checkpointing): same result, less memory.
+    public bool GradientCheckpointing { get; init; }
 }
 
 public sealed record TrainTaskResult(TaskEntry Entry, string AdapterPath, double MeanStepSeconds);
@@ -61,7 +68,8 @@ public static class ContinualTraining
         int resolution = config.Resolution ?? source.NativeResolution();
         using var images = ImageFolder.Load(r.ImagesDir, resolution, config.MaxImagePixels, warn);
         var clock = Stopwatch.StartNew();
-        using var model = StableDiffusion.Load(source, r.Device);
+        using var model = StableDiffusion.Load(source, r.Device, r.Precision);
+        model.Unet.GradientCheckpointing = r.GradientCheckpointing;
 
         // Earlier tasks: their tokens (frozen) and, composed as the method composes them, each layer's frozen past delta.
         var pastAdapters = manifest is null ? [] : RunModel.LoadAdapters(run, manifest, model, r.Task - 1);

@@ -75,7 +75,8 @@ public sealed class TaskTrainer : IDisposable
         var layerParameters = _layers.SelectMany(l => l.NamedTrainableParameters().Select(p => p.Value)).ToList();
         using (torch.NewDisposeScope()) // the lookup's temporaries stay owned until the parameter is made
         {
-            _token = new TorchSharp.Modules.Parameter(model.TextEncoder.GetTokenEmbedding(tokenId).to(model.Device).unsqueeze(0), requires_grad: true);
+            var row = model.TextEncoder.GetTokenEmbedding(tokenId).to(model.Device);
+            _token = new TorchSharp.Modules.Parameter(row.to(ComputePrecision.TrainableFor(row.dtype)).unsqueeze(0), requires_grad: true); // float32 next to bf16 weights
             _token.DetachFromDisposeScope(); // owned by this trainer (Dispose)
         }
         _trainable = [.. layerParameters, _token];

@@ -38,8 +38,9 @@ public class TensorOwnershipTests : IDisposable
         var images = TestImages.WriteFolder(Path.Combine(_dir, "p1"), 2, new Rgb24(200, 40, 40));
         string[] common = ["--run", run, "--steps", "2", "--rank", "2", "--checkpoint-every", "1"];
         AssertNoneFinalized("train --task 1", ["train", "--task", "1", "--images", images, "--model", Fixture.SdTiny, .. common]);
-        AssertNoneFinalized("train --task 2", ["train", "--task", "2", "--images", images, .. common]);
+        AssertNoneFinalized("train --task 2 (bf16, gradient checkpointing)", ["train", "--task", "2", "--images", images, .. common, "--dtype", "bf16", "--gradient-checkpointing"]);
         AssertNoneFinalized("sample --run", ["sample", "--run", run, "--prompt", "a photo of <v2>", "--steps", "2", "--out", Path.Combine(_dir, "out")]);
+        AssertNoneFinalized("sample --run (bf16)", ["sample", "--run", run, "--prompt", "a photo of <v2>", "--steps", "2", "--out", Path.Combine(_dir, "out"), "--dtype", "bf16"]);
         AssertNoneFinalized("sample --model", ["sample", "--model", Fixture.SdTiny, "--prompt", "a photo", "--steps", "2", "--out", Path.Combine(_dir, "out")]);
         AssertNoneFinalized("status", ["status", "--run", run]);
         AssertNoneFinalized("doctor", ["doctor"]);
