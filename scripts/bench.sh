@@ -10,8 +10,8 @@
 #       trains the Fashion-MNIST scoring classifier: wall time and test accuracy
 #   scripts/bench.sh prompts --model DIR [--samples 20] [--recon 200]
 #       how often a base model's class prompts draw the asked class (judged by the cached classifier)
-#   scripts/bench.sh robustness [--per-loader 250] [--kills 20] [--seed 0] [--report FILE]
-#       damaged safetensors, images, configs, manifests, pickles and kill -9 fed to cdiff: crashes, wrong exit codes
+#   scripts/bench.sh robustness [--per-loader 250] [--kills 20] [--classify-per-loader 100] [--classify-kills 10] [--only diffusion|classify] [--seed 0] [--report FILE]
+#       damaged safetensors, images, configs, manifests, pickles and kill -9 fed to cdiff and cdiff classify: crashes, wrong exit codes
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -37,6 +37,11 @@ public sealed class TaskTrainer : IDisposable
     private readonly IReadOnlyList<TorchSharp.Modules.Parameter> _trainable;
     private readonly Tensor[] _templateIds;
     private readonly int _task;
+    private readonly NonFiniteStepGuard _guard;
+    private string _lastNonFinite = "";
+
+    /// Steps whose non-finite gradients (oneDNN's sporadic NaNs) were computed again with oneDNN off.
+    public int RetriedSteps => _guard.Retried;
 
     public long TokenId { get; }
     public int Step { get; private set; }
@@ -44,14 +49,18 @@ public sealed class TaskTrainer : IDisposable
     public Tensor TokenEmbedding => _token;
 
     /// `pastDeltas`: the earlier tasks' composed delta per adapted layer (TaskComposition.ForTraining; null = zeros).
+    /// oneDNN stays on (its convolutions are much faster on the CPU); a step whose loss or gradients come out
+    /// non-finite is computed again with it off (NonFiniteStepGuard), and only a step non-finite without it too
+    /// means training diverged. `oneDnnEnabled`/`suspendOneDnn` default to the process-wide switch; tests fake them.
     public TaskTrainer(StableDiffusion model, ConceptLatents latents, string token, long tokenId,
-        IReadOnlyDictionary<string, Tensor>? pastDeltas, TrainingConfig config, int task)
+        IReadOnlyDictionary<string, Tensor>? pastDeltas, TrainingConfig config, int task,
+        Func<bool>? oneDnnEnabled = null, Func<IDisposable>? suspendOneDnn = null)
     {
         _model = model; _latents = latents; _config = config; _task = task; TokenId = tokenId;
         _method = ContinualMethod.Parse(config.Method);
         _schedule = new NoiseSchedule(model.SchedulerConfig);
         model.Freeze();
-        TorchSetup.UseTrainingSafeKernels();
+        _guard = new NonFiniteStepGuard($"task {task}", oneDnnEnabled, suspendOneDnn);
         using var init = new Generator(unchecked((ulong)Mix(config.Seed, task, -1)));
         var targets = model.CrossAttentionKeyValueTargets();
         if (_method.LowRank)
@@ -123,6 +132,25 @@ public sealed class TaskTrainer : IDisposable
         var clock = Stopwatch.StartNew();
         int step = Step + 1;
         using var scope = torch.NewDisposeScope();
+        double mseValue = double.NaN, penaltyValue = double.NaN;
+        var (lossValue, apply) = _guard.Run(step, () =>
+        {
+            using var attempt = torch.NewDisposeScope();
+            var (loss, mse, penalty, gradNorm) = ForwardBackward(step);
+            mseValue = mse; penaltyValue = penalty;
+            return (loss, gradNorm);
+        }, null);
+        if (!apply)
+            throw new TrainingDivergedException($"task {_task}: the loss became {lossValue} at step {step} (try a lower --lr or --lambda); nothing was written{_lastNonFinite}");
+        _optimizer.Step();
+        Step = step;
+        return new TrainStepReport(step, _config.Steps, lossValue, mseValue, penaltyValue, clock.Elapsed.TotalSeconds);
+    }
+
+    /// The step's batch (a pure function of seed, task and step, so a retry sees the same one), forward, backward and
+    /// gradient clipping; the gradients stay on the parameters. Returns the loss, its parts and the gradient norm.
+    private (double Loss, double Mse, double Penalty, double GradNorm) ForwardBackward(int step)
+    {
         using var gen = new Generator(unchecked((ulong)Mix(_config.Seed, _task, step)));
         var rng = new Random(unchecked((int)Mix(_config.Seed, _task, step)));
 
@@ -143,19 +171,19 @@ public sealed class TaskTrainer : IDisposable
         var loss = _config.EffectiveLambda > 0 ? mse.Plus(penalty.Times(_config.EffectiveLambda)) : mse;
 
         double lossValue = loss.item<float>();
-        if (!double.IsFinite(lossValue))
-            throw new TrainingDivergedException($"task {_task}: the loss became {lossValue} at step {step} (try a lower --lr or --lambda); nothing was written{NonFiniteReport(pred, text.LastHiddenState)}");
-
         _optimizer.ZeroGrad();
-        loss.backward();
-        nn.utils.clip_grad_norm_(_trainable, _config.MaxGradNorm);
-        _optimizer.Step();
-        Step = step;
-        return new TrainStepReport(step, _config.Steps, lossValue, mse.item<float>(), penalty.item<float>(), clock.Elapsed.TotalSeconds);
+        double gradNorm = double.NaN;
+        if (double.IsFinite(lossValue))
+        {
+            loss.backward();
+            gradNorm = nn.utils.clip_grad_norm_(_trainable, _config.MaxGradNorm);
+        }
+        _lastNonFinite = double.IsFinite(lossValue) && double.IsFinite(gradNorm) ? "" : NonFiniteReport(pred, text.LastHiddenState, gradNorm);
+        return (lossValue, mse.item<float>(), penalty.item<float>(), gradNorm);
     }
 
     /// Where the non-finite values are, to tell a diverged update from a bad input.
-    private string NonFiniteReport(Tensor pred, Tensor context)
+    private string NonFiniteReport(Tensor pred, Tensor context, double gradNorm)
     {
         static bool Bad(Tensor x) => !x.isfinite().all().item<bool>();
         var bad = _layers.Where(l => l.NamedTrainableParameters().Any(p => Bad(p.Value))).Select(l => l.LayerName).ToList();
@@ -164,6 +192,7 @@ public sealed class TaskTrainer : IDisposable
         if (Bad(_token)) parts.Add("token embedding non-finite");
         if (Bad(context)) parts.Add("text states non-finite");
         if (Bad(pred)) parts.Add("UNet output non-finite");
+        if (!double.IsFinite(gradNorm)) parts.Add("gradients non-finite");
         return parts.Count == 0 ? "" : $" ({string.Join("; ", parts)})";
     }
 

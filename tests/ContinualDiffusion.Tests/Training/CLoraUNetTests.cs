@@ -56,9 +56,9 @@ public class CLoraUNetTests
     }
 
     /// Regression: with oneDNN on, a batch ≥ 2 backward through the UNet gave all-NaN gradients in about one
-    /// fresh process in three (TorchSetup.UseTrainingSafeKernels). A few batch-4 steps must stay finite.
-    /// Note: the test process switches oneDNN off before any test (Support/TestProcessSetup), so the flag check
-    /// below documents the state training runs in; it cannot catch TaskTrainer forgetting to switch it off.
+    /// fresh process in three (TorchSetup.UseTrainingSafeKernels); training now keeps oneDNN on and retries such a
+    /// step without it (the test above). The test process runs with oneDNN off throughout (Support/TestProcessSetup),
+    /// where a few batch-4 steps must stay finite.
     [Fact]
     public void Training_with_batch_four_stays_finite_with_oneDNN_off()
     {
@@ -75,6 +75,54 @@ public class CLoraUNetTests
         Assert.True(double.IsFinite(loss));
         Assert.All(trainer.Layers.Cast<ContinualLoraLinear>(), l => Assert.True(l.LoraA.isfinite().all().item<bool>() && l.LoraB.isfinite().all().item<bool>(), l.LayerName));
     }
+
+    /// oneDNN stays on in training; a step with non-finite gradients is computed again with it off. Faked here (the
+    /// process-wide switch is never flipped in tests): a poisoned UNet weight makes the first attempt NaN, and the
+    /// fake "oneDNN off" scope cures it, so the retry is finite and the step applies. Without the cure the task
+    /// stops as diverged and nothing moves.
+    [Fact]
+    public void A_non_finite_step_is_retried_with_oneDNN_off_and_diverges_only_if_the_retry_fails_too()
+    {
+        using var scope = torch.NewDisposeScope();
+        foreach (bool cures in new[] { true, false })
+        {
+            using var m = Load();
+            long id = m.Tokenizer.AddConceptToken("<v1>");
+            m.TextEncoder.ResizeTokenEmbeddings((int)id + 1);
+            using var latents = ConceptLatents.Encode(m.Vae, torch.rand(2, 3, 32, 32).Times(2).Minus(1), withFlips: false);
+            var zeros = RunModelWeights(m).ToDictionary(kv => kv.Key, kv => torch.zeros_like(kv.Value));
+            var weight = StateDictLoader.Targets(m.Unet)["conv_in.weight"];
+            var good = weight.clone();
+            using (torch.no_grad()) weight.FillInPlace(double.NaN);
+            int suspended = 0;
+            IDisposable Suspend()
+            {
+                suspended++;
+                if (cures) using (torch.no_grad()) weight.copy_(good);
+                return new Restore();
+            }
+            var config = new TrainingConfig { Steps = 1, Rank = 2, Seed = 1, LearningRate = 1e-2 };
+            using var trainer = new TaskTrainer(m, latents, "<v1>", id, zeros, config, task: 1, oneDnnEnabled: () => true, suspendOneDnn: Suspend);
+            var tokenBefore = trainer.TokenEmbedding.clone();
+            if (cures)
+            {
+                var report = trainer.TrainStep();
+                Assert.True(double.IsFinite(report.Loss));
+                Assert.Equal(1, trainer.RetriedSteps);
+                Assert.False(trainer.TokenEmbedding.equal(tokenBefore).all().item<bool>()); // the retried step applied
+            }
+            else
+            {
+                var e = Assert.Throws<TrainingDivergedException>(() => trainer.TrainStep());
+                Assert.Contains("task 1: the loss became NaN at step 1", e.Message);
+                Assert.True(trainer.TokenEmbedding.equal(tokenBefore).all().item<bool>()); // nothing applied
+                Assert.Equal(0, trainer.Step);
+            }
+            Assert.Equal(1, suspended);
+        }
+    }
+
+    private sealed class Restore : IDisposable { public void Dispose() { } }
 
     private static Dictionary<string, Tensor> RunModelWeights(StableDiffusion m) => LoraInjector.BaseWeights(m.CrossAttentionKeyValueTargets());
 

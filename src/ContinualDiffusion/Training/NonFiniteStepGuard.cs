@@ -1,9 +1,8 @@
 using ContinualDiffusion.Runtime;
-using ContinualDiffusion.Training;
 
-namespace ContinualDiffusion.Pretraining;
+namespace ContinualDiffusion.Training;
 
-/// Lets pretraining use oneDNN's convolutions, which are about 4× faster on this project's 2-core CPU
+/// Lets training (pretraining and `cdiff train`'s tasks) use oneDNN's convolutions, which are about 4× faster on this project's 2-core CPU
 /// (VAE stage: 0.2 → 0.9 it/s measured), despite oneDNN's sporadic NaN gradients with batch ≥ 2 (see
 /// TorchSetup.UseTrainingSafeKernels). The NaNs are transient: with the guard logging instead of acting,
 /// 6 fresh processes of 40 UNet steps showed 0, 0, 1, 1, 1 and 6 NaN steps, scattered (steps 1, 2, 4, 21, 24, 26
@@ -40,7 +39,7 @@ internal sealed class NonFiniteStepGuard(string stage, Func<bool>? oneDnnEnabled
             return (loss, true);
         }
         if (++_inARow >= GiveUpAfter)
-            throw new TrainingDivergedException($"{stage} pretraining: the loss or gradients stayed non-finite for {GiveUpAfter} steps (at step {stepNumber}, loss {loss}); try a lower --lr");
+            throw new TrainingDivergedException($"{stage}: the loss or gradients stayed non-finite for {GiveUpAfter} steps (at step {stepNumber}, loss {loss}); try a lower --lr");
         return (loss, false);
     }
 

@@ -2,7 +2,7 @@ using ContinualDiffusion.Pretraining;
 using ContinualDiffusion.Training;
 using Xunit;
 
-namespace ContinualDiffusion.Tests.Pretraining;
+namespace ContinualDiffusion.Tests.Training;
 
 /// The guard around oneDNN's sporadic NaN gradients. The real process-wide oneDNN switch is never flipped here
 /// (tests run in parallel and flipping it mid-convolution crashed the test host), so the switch is faked.
