@@ -10,6 +10,9 @@
 #       trains the Fashion-MNIST scoring classifier: wall time and test accuracy
 #   scripts/bench.sh prompts --model DIR [--samples 20] [--recon 200]
 #       how often a base model's class prompts draw the asked class (judged by the cached classifier)
+#   scripts/bench.sh memory [--resolution 512] [--train-steps 3] [--sample-steps 30] [--only train|sample]
+#       SD 1.5 at 512x512, batch 1: peak memory and step time of training (fp32/bf16 x checkpointing off/on, and
+#       oneDNN off) and of sampling (fp32/bf16), each in its own process, side by side; frozen weights' size per dtype
 #   scripts/bench.sh robustness [--per-loader 250] [--kills 20] [--classify-per-loader 100] [--classify-kills 10] [--only diffusion|classify] [--seed 0] [--report FILE]
 #       damaged safetensors, images, configs, manifests, pickles and kill -9 fed to cdiff and cdiff classify: crashes, wrong exit codes
 set -euo pipefail
@@ -25,8 +28,8 @@ case "$mode" in
     arch="sd15"; [[ "$mode" == train ]] && arch="tiny"
     if [[ $# -gt 0 && "$1" != --* ]]; then arch="$1"; shift; fi
     exec "${bench[@]}" "$mode" --model-config "configs/models/$arch.json" --tokenizer tests/fixtures/sd-tiny/tokenizer "$@" ;;
-  classifier|prompts|robustness)
+  classifier|prompts|robustness|memory)
     exec "${bench[@]}" "$mode" "$@" ;;
   *)
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

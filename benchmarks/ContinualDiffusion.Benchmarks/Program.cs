@@ -15,6 +15,8 @@ if (args.Length > 0 && args[0] == "prompts") return ContinualDiffusion.Benchmark
 if (args.Length > 0 && args[0] == "concept-images") return ContinualDiffusion.Benchmarks.PromptAccuracyBenchmark.WriteConceptImages(args[1..]);
 if (args.Length > 0 && args[0] == "classifier") return ContinualDiffusion.Benchmarks.ClassifierBenchmark.Run(args[1..]);
 if (args.Length > 0 && args[0] == "sample") return ContinualDiffusion.Benchmarks.SampleBenchmark.Run(args[1..]);
+if (args.Length > 0 && args[0] == "memory") return ContinualDiffusion.Benchmarks.MemoryBenchmark.Run(args[1..]);
+if (args.Length > 0 && args[0] == "memory-worker") return ContinualDiffusion.Benchmarks.MemoryBenchmark.Worker(args[1..]);
 ContinualDiffusion.Runtime.TorchSetup.Initialize();
 var options = ParseArgs(args);
 string configPath = options.GetValueOrDefault("config") ?? throw new ArgumentException("--config <unet/config.json> is required");

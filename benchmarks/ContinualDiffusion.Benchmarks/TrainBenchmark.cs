@@ -81,20 +81,27 @@ internal static class TrainBenchmark
             }
     }
 
-    internal static StableDiffusion Build(string architecturePath, string tokenizerDir)
+    /// The architecture of configs/models/*.json with random weights, held in `precision` (default float32).
+    internal static StableDiffusion Build(string architecturePath, string tokenizerDir, ComputePrecision? precision = null)
     {
         var root = JsonNode.Parse(File.ReadAllText(architecturePath))!.AsObject();
         var dir = Directory.CreateTempSubdirectory("bench-arch-").FullName;
         string Section(string name) { var p = Path.Combine(dir, name + ".json"); File.WriteAllText(p, root[name]!.ToJsonString()); return p; }
         torch.manual_seed(0);
+        precision ??= ComputePrecision.Float32;
+        var textEncoder = new ClipTextModel(ClipTextConfig.Load(Section("text_encoder")));
+        var unet = new UNet2DConditionModel(UNetConfig.Load(Section("unet")));
+        var vae = new AutoencoderKL(VaeConfig.Load(Section("vae")));
+        StableDiffusion.Place(textEncoder, unet, vae, torch.CPU, precision);
         var model = new StableDiffusion
         {
             Tokenizer = ClipTokenizer.FromFolder(tokenizerDir),
-            TextEncoder = new ClipTextModel(ClipTextConfig.Load(Section("text_encoder"))),
-            Unet = new UNet2DConditionModel(UNetConfig.Load(Section("unet"))),
-            Vae = new AutoencoderKL(VaeConfig.Load(Section("vae"))),
+            TextEncoder = textEncoder,
+            Unet = unet,
+            Vae = vae,
             SchedulerConfig = SchedulerConfig.Load(Section("scheduler")),
             Device = torch.CPU,
+            Precision = precision,
         };
         Directory.Delete(dir, true);
         return model;

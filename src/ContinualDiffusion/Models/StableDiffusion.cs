@@ -123,7 +123,7 @@ public sealed class StableDiffusion : IDisposable
     }
 
     /// Moves the loaded (float32) parts to `device` and their floating-point weights to the precision's dtypes, in eval mode.
-    private static void Place(ClipTextModel textEncoder, UNet2DConditionModel unet, AutoencoderKL vae, Device device, ComputePrecision precision)
+    public static void Place(ClipTextModel textEncoder, UNet2DConditionModel unet, AutoencoderKL vae, Device device, ComputePrecision precision)
     {
         textEncoder.to(device).eval();
         unet.to(device).eval();
