@@ -67,6 +67,16 @@ internal static class CommonOptions
         return (d, precision);
     }
 
+    /// `--device` of a command that computes on the CPU only: the value is checked like everywhere, then anything but
+    /// the CPU is refused naming the command.
+    public static void CpuOnly(ParseResult parse, Option<string?> device, string command)
+    {
+        var text = parse.GetValue(device);
+        if (text is null) return;
+        var d = Runtime.ComputePrecision.ParseDevice(text);
+        if (d.type != TorchSharp.DeviceType.CPU) throw new InputException($"--device {text}: `cdiff {command}` runs on the CPU only in this version");
+    }
+
     /// A path option's value as a full path (relative to the working directory), or null.
     public static string? FullPath(string? path) => path is null ? null : Path.GetFullPath(path);
 }

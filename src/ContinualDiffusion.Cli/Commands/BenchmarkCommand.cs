@@ -44,13 +44,16 @@ internal static class BenchmarkCommand
         var classifierEpochs = new Option<int>("--classifier-epochs") { Description = "Epochs when the classifier has to be trained.", DefaultValueFactory = _ => 3 };
         var dataDir = new Option<DirectoryInfo>("--data") { Description = "Fashion-MNIST folder (gzipped IDX files).", DefaultValueFactory = _ => new DirectoryInfo(FashionMnist.DefaultFolder) };
 
+        var device = CommonOptions.Device();
+        var dtype = CommonOptions.DType();
         var cmd = new Command("benchmark", "Continual-customization benchmark: learn fine-grained Fashion-MNIST classes one task after another and score forgetting.")
         {
             model, originalConfig, predictionType, output, methods, lambdas, seeds, tasks, concepts, imagesPerConcept, config, trainSteps, rank, lr, tokenLr, lambda, samples, sampleSteps, guidance, guidanceRescale, sampleBatch,
-            keepRuns, noBase, basePrompt, conceptPrompt, classifier, classifierEpochs, dataDir,
+            keepRuns, noBase, basePrompt, conceptPrompt, classifier, classifierEpochs, dataDir, device, dtype,
         };
         cmd.SetAction(parse =>
         {
+            var (computeDevice, precision) = CommonOptions.Compute(parse, device, dtype);
             var baseConfig = TrainingConfig.Load(parse.GetValue(config)?.FullName ?? BenchmarkOptions.DefaultTrainingConfigPath);
             // Options given here win over the config's per-method defaults too (Pinned drops them from every method);
             // --lambda is C-LoRA's alone: other penalties (anchored-lora's) are on other scales and keep their own λ.
@@ -87,7 +90,7 @@ internal static class BenchmarkCommand
                 DataDir = parse.GetValue(dataDir)!.FullName,
                 Training = training,
             };
-            var results = new BenchmarkRunner(options, new CliProgress(stderr), TorchEnvironment.DefaultDevice()).Run(cancel());
+            var results = new BenchmarkRunner(options, new CliProgress(stderr), computeDevice, precision).Run(cancel());
             PrintSummary(stdout, results, options.OutDir);
             return ExitCodes.Ok;
         });

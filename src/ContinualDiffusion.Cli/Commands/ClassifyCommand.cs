@@ -39,13 +39,15 @@ internal static class ClassifyCommand
         var rank = new Option<int?>("--rank") { Description = $"LoRA rank (default {defaults.Training.Rank})." };
         var lambda = new Option<double?>("--lambda") { Description = $"C-LoRA's λ (default {defaults.Training.Lambda.ToString(CultureInfo.InvariantCulture)})." };
         var mnist = MnistOption();
+        var device = CommonOptions.Device();
         var dataset = new Option<string>("--dataset") { Description = "The continual classes: mnist (the digits) or fashion (1,000 Fashion-MNIST images per class; pair it with a --backbone pretrained on the digits).", DefaultValueFactory = _ => "mnist" };
         var cmd = new Command("benchmark", "Compare the classification methods on class-incremental MNIST (A_N, F_N, accuracy matrices, figures).")
         {
-            output, backbone, methods, seeds, tasks, epochs, lr, rank, lambda, mnist, dataset,
+            output, backbone, methods, seeds, tasks, epochs, lr, rank, lambda, mnist, dataset, device,
         };
         cmd.SetAction(parse =>
         {
+            CommonOptions.CpuOnly(parse, device, "classify benchmark");
             var start = DateTime.UtcNow;
             var backbonePath = BackbonePath(parse.GetValue(backbone));
             var training = defaults.Training with
@@ -114,9 +116,11 @@ internal static class ClassifyCommand
         var output = new Option<FileInfo?>("--out") { Description = "Where to write the backbone (default: the cache, where train and eval find a Fashion-MNIST one)." };
         var dataset = new Option<string>("--dataset") { Description = "What to pretrain on: fashion (60,000 Fashion-MNIST images; the continual classes are then digits) or mnist (the 8,000 train digits, for the reverse split).", DefaultValueFactory = _ => "fashion" };
         var mnist = MnistOption();
-        var cmd = new Command("pretrain", "Pretrain the ViT backbone on Fashion-MNIST (cached; the continual classes are MNIST digits) or on the digits.") { config, epochs, lr, seed, output, dataset, mnist };
+        var device = CommonOptions.Device();
+        var cmd = new Command("pretrain", "Pretrain the ViT backbone on Fashion-MNIST (cached; the continual classes are MNIST digits) or on the digits.") { config, epochs, lr, seed, output, dataset, mnist, device };
         cmd.SetAction(parse =>
         {
+            CommonOptions.CpuOnly(parse, device, "classify pretrain");
             var vit = VitConfig.Load(parse.GetValue(config)?.FullName ?? BackboneCache.DefaultConfigPath);
             var options = defaults with { Epochs = Positive(parse.GetValue(epochs), "--epochs"), LearningRate = Rate(parse.GetValue(lr), "--lr"), Seed = parse.GetValue(seed) };
             var bar = new StagedProgressBar(stderr);
@@ -149,12 +153,14 @@ internal static class ClassifyCommand
         var mnist = MnistOption();
         var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "Save the task in progress every N steps, for --resume (0: never).", DefaultValueFactory = _ => 50 };
         var resume = new Option<bool>("--resume") { Description = "Continue this task from its last checkpoint (same method, options and images)." };
+        var device = CommonOptions.Device();
         var cmd = new Command("train", "Learn one task's new classes, rehearsal-free: no image of an earlier task is kept.")
         {
-            run, backbone, task, method, classes, images, epochs, lr, rank, lambda, seed, expectedTasks, mnist, checkpointEvery, resume,
+            run, backbone, task, method, classes, images, epochs, lr, rank, lambda, seed, expectedTasks, mnist, checkpointEvery, resume, device,
         };
         cmd.SetAction(parse =>
         {
+            CommonOptions.CpuOnly(parse, device, "classify train");
             var runDir = parse.GetValue(run)!.FullName;
             var classifyRun = new ClassifyRun(runDir);
             string? chosen = parse.GetValue(method);
@@ -206,9 +212,11 @@ internal static class ClassifyCommand
         var backbone = new Option<FileInfo?>("--backbone") { Description = "Where the run's backbone is now, if it was moved (its hash must match)." };
         var images = new Option<DirectoryInfo?>("--images") { Description = "Test class folders named like the run's classes (default: the MNIST test split for MNIST runs)." };
         var mnist = MnistOption();
-        var cmd = new Command("eval", "Score a run after its last task on the test images of every class it learned (no task id).") { run, backbone, images, mnist };
+        var device = CommonOptions.Device();
+        var cmd = new Command("eval", "Score a run after its last task on the test images of every class it learned (no task id).") { run, backbone, images, mnist, device };
         cmd.SetAction(parse =>
         {
+            CommonOptions.CpuOnly(parse, device, "classify eval");
             var outcome = ClassifyTasks.Evaluate(parse.GetValue(run)!.FullName, parse.GetValue(backbone)?.FullName, parse.GetValue(images)?.FullName,
                 parse.GetValue(mnist)?.FullName, m => Log.Information("{Message}", m));
             var m = outcome.Manifest;

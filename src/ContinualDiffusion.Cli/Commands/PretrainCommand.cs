@@ -29,13 +29,15 @@ internal static class PretrainCommand
         var lr = new Option<double>("--lr") { Description = "Peak learning rate (warm-up, then cosine decay to a tenth).", DefaultValueFactory = _ => defaults.LearningRate };
         var seed = new Option<long>("--seed") { Description = "Random seed (initialisation, batches, noise).", DefaultValueFactory = _ => defaults.Seed };
         var force = new Option<bool>("--force") { Description = "Retrain even if --out holds a model (replacing it)." };
+        var device = CommonOptions.Device();
 
         var cmd = new Command("pretrain", "Train a small base text-to-image model from scratch (Stable Diffusion architecture).")
         {
-            outDir, fashion, classes, captions, images, maxImages, arch, resolution, vaeSteps, unetSteps, batch, vaeBatch, lr, seed, force,
+            outDir, fashion, classes, captions, images, maxImages, arch, resolution, vaeSteps, unetSteps, batch, vaeBatch, lr, seed, force, device,
         };
         cmd.SetAction(parse =>
         {
+            CommonOptions.CpuOnly(parse, device, "pretrain");
             var request = new PretrainRequest
             {
                 OutDir = parse.GetValue(outDir)!.FullName,

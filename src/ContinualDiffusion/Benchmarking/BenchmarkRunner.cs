@@ -18,7 +18,8 @@ namespace ContinualDiffusion.Benchmarking;
 /// and after every task sample every concept learned so far and score it with the classifier (accuracy → R[t][i],
 /// MMD² → Mmd[t][i], KID → Kid[t][i]).
 /// Writes results.json, report.md, the figures and one sample grid per method into the output folder.
-public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress? progress = null, Device? device = null)
+public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress? progress = null, Device? device = null,
+    Runtime.ComputePrecision? precision = null)
 {
     private readonly BenchmarkOptions _o = options.Validated();
     private readonly IBenchmarkProgress _progress = progress ?? SilentProgress.Instance;
@@ -60,7 +61,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
             foreach (var spec in specs)
             {
                 cancel.ThrowIfCancellationRequested();
-                string fingerprint = $"{fingerprintBase}|{JsonSerializer.Serialize(spec, ResultsJson.Options)}|seed {seed}{MethodFingerprint(spec)}";
+                string fingerprint = $"{fingerprintBase}|{JsonSerializer.Serialize(spec, ResultsJson.Options)}|seed {seed}{MethodFingerprint(spec)}{PrecisionFingerprint}";
                 if (cache.TryLoad(spec.Label, seed, fingerprint) is { } cached && File.Exists(cache.SamplesPathOf(spec.Label, seed)))
                 {
                     _progress.Info($"{spec.Label} seed {seed}: reusing the finished run in {cache.PathOf(spec.Label, seed)}");
@@ -132,7 +133,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
                 adapterBytes.Add(written.Bytes);
 
                 clock.Restart();
-                using var model = RunModel.LoadForSampling(new RunDirectory(taskRun), device: device);
+                using var model = RunModel.LoadForSampling(new RunDirectory(taskRun), device: device, precision: precision);
                 unetParameters ??= model.Unet.parameters().Sum(p => p.numel());
                 // Continual: every concept so far, with all adapters merged. Reference: only the new concept, with
                 // its own adapter alone (its token is <v1> in its own run); earlier concepts' scores cannot change.
@@ -206,6 +207,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
                 SingleFile = spec.Continual && t > 0 ? null : _o.SingleFile, // later tasks reopen it as the manifest says
                 Config = TrainingConfigFor(spec, seed),
                 Device = device,
+                Precision = precision,
             };
             string what = $"{name} task {t + 1}";
             ContinualTraining.TrainTask(request, step => _progress.TrainStep(what, step), w => _progress.Info($"warning: {w}"), cancel);
@@ -226,7 +228,7 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
 
     private Dictionary<string, double> ScoreBaseModel(BaseModelSource baseModel, ConceptScorer scorer, long seed, CancellationToken cancel)
     {
-        using var model = StableDiffusion.Load(baseModel, device);
+        using var model = StableDiffusion.Load(baseModel, device, precision);
         return ScoreBaseClasses(model, scorer, $"seed {seed}: base model before customization", cancel);
     }
 
@@ -356,6 +358,10 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
 
     /// What a run's numbers depend on beyond the shared fingerprint: the method's own defaults from the config's
     /// `methods` section, when it has any (so methods without them keep the caches they had before the section existed).
+    /// A bf16/fp16 run's numbers differ from float32's: never reuse one for the other (float32 adds nothing, so the
+    /// caches written before `--dtype` existed stay valid).
+    private string PrecisionFingerprint => precision is { Weights: not ScalarType.Float32 } p ? $"|dtype {p.Name}{(p.VaeFp32 ? " vae fp32" : "")}" : "";
+
     private string MethodFingerprint(MethodSpec spec) =>
         (_o.Training.Methods is { } m && m.TryGetValue(spec.TrainingMethod, out var d) ? "|method defaults " + JsonSerializer.Serialize(d, ResultsJson.Options) : "")
         + (MethodAlgorithmVersions.TryGetValue(spec.TrainingMethod, out var v) ? $"|algorithm {v}" : "");

@@ -26,8 +26,10 @@ public static class TorchSetup
         }
     }
 
-    /// Turns off oneDNN (mkldnn) kernels for the rest of the process; `cdiff train` (TaskTrainer) calls it.
-    /// Pretraining keeps oneDNN on and retries its rare NaN steps instead (Pretraining/NonFiniteStepGuard).
+    /// Turns off oneDNN (mkldnn) kernels for the rest of the process. The test host calls it once (tests run in
+    /// parallel); `scripts/bench.sh memory` uses it for its oneDNN-off comparison. Training (pretraining and
+    /// `cdiff train`'s tasks) keeps oneDNN on and retries its rare NaN steps without it (Training/NonFiniteStepGuard):
+    /// switching it off for a whole task was the earlier design, below.
     ///
     /// Why: with libtorch 2.5 (TorchSharp 0.107) on this CPU, a backward pass through the UNet with batch ≥ 2
     /// returned all-NaN input gradients in roughly one fresh process in three (the UNet output's gradient was

@@ -29,6 +29,23 @@ public class PrecisionCliTests : IDisposable
     }
 
     [Theory]
+    [InlineData("pretrain --out OUT --device cuda", "--device cuda: this cdiff is the CPU build")]
+    [InlineData("classify pretrain --out OUT --device cuda:0", "--device cuda:0: this cdiff is the CPU build")]
+    [InlineData("classify train --run OUT --task 1 --classes 0,1 --device gpu", "--device gpu: expected cpu, cuda or cuda:N")]
+    [InlineData("classify eval --run OUT --device cuda", "--device cuda: this cdiff is the CPU build")]
+    [InlineData("classify benchmark --out OUT --device cuda", "--device cuda: this cdiff is the CPU build")]
+    [InlineData("benchmark --model MODEL --out OUT --dtype fp16", "--dtype fp16: not on the CPU")]
+    [InlineData("benchmark --model MODEL --out OUT --device cuda", "--device cuda: this cdiff is the CPU build")]
+    public void Every_command_with_device_refuses_what_this_build_cannot_do(string command, string expected)
+    {
+        var args = command.Split(' ').Select(a => a.Replace("MODEL", Fixture.SdTiny).Replace("OUT", Path.Combine(_dir, "never"))).ToArray();
+        var r = CliRunner.Run(args);
+        Assert.True(r.ExitCode == 2, $"{command}: exit {r.ExitCode} {r.Stderr}");
+        Assert.Contains(expected, Assert.Single(r.Stderr.Trim().Split('\n')));
+        Assert.False(Directory.Exists(Path.Combine(_dir, "never")));
+    }
+
+    [Theory]
     [InlineData("--device cuda", "--device cuda: this cdiff is the CPU build", "TorchBackend=cuda")]
     [InlineData("--device cuda:1", "--device cuda:1: this cdiff is the CPU build")]
     [InlineData("--device tpu", "--device tpu: expected cpu, cuda or cuda:N")]
