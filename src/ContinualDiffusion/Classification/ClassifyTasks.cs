@@ -206,6 +206,7 @@ public static class ClassifyTasks
         if (RunDirectory.Sha256File(path) != last.StateSha256) throw new InputException($"{path}: SHA-256 differs from the manifest's (the file was changed or damaged)");
         var state = SafeTensorsFile.Load(path);
         try { learner.Restore([.. manifest.Tasks.Select(t => t.Classes)], state); }
+        catch (InputException e) { throw new InputException($"{path}: {e.Message}"); } // name the file the state came from
         finally { foreach (var t in state.Values) t.Dispose(); }
     }
 

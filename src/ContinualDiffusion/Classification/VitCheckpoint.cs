@@ -35,7 +35,7 @@ public static class VitCheckpoint
         return ParseInfo(file.Metadata, path);
     }
 
-    /// The model in `path` (strict: every key present with its shape), and what its metadata says.
+    /// The model in `path` (strict: every key present with its shape, every value finite), and what its metadata says.
     public static (VisionTransformer Model, Info Info) Load(string path)
     {
         using var file = SafeTensorsFile.Open(path);
@@ -44,6 +44,10 @@ public static class VitCheckpoint
         try
         {
             StateDictLoader.LoadStrict(model, file);
+            // A NaN or infinity in a weight (a damaged file that still parses) would only show as a diverged task.
+            using var scope = TorchSharp.torch.NewDisposeScope();
+            foreach (var (name, p) in model.named_parameters())
+                if (!p.isfinite().all().item<bool>()) throw new InputException($"{path}: tensor '{name}' holds NaN or infinite values");
         }
         catch
         {

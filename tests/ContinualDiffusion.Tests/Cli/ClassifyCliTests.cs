@@ -1,4 +1,5 @@
 using ContinualDiffusion.Classification;
+using ContinualDiffusion.Runtime;
 using ContinualDiffusion.Data;
 using ContinualDiffusion.Tests.Classification;
 using ContinualDiffusion.Tests.Support;
@@ -211,6 +212,33 @@ public sealed class ClassifyCliTests : IDisposable
 
         AssertBad(CliRunner.Run("classify", "pretrain", "--dataset", "cifar", "--out", vit), "--dataset cifar", "mnist, fashion");
         AssertBad(CliRunner.Run("classify", "benchmark", "--dataset", "cifar", "--backbone", vit, "--out", output), "--dataset cifar");
+    }
+
+    /// Found by the robustness benchmark: a state file missing a tensor (with the manifest's hash updated to match) was
+    /// refused without naming the file, and a backbone whose weights hold a NaN (a damaged file that still parses)
+    /// trained into a "diverged" internal error instead of being refused.
+    [Fact]
+    public void A_damaged_state_or_backbone_is_refused_naming_the_file()
+    {
+        Assert.Equal(0, Train("--task", "1", "--method", "clora", "--classes", "0,1").ExitCode);
+        var run = new ClassifyRun(Run);
+        var statePath = run.StatePath(1);
+        var state = ContinualDiffusion.Checkpoints.SafeTensorsFile.Load(statePath);
+        state.Remove("head.bias");
+        ContinualDiffusion.Checkpoints.SafeTensorsFile.Save(statePath, state);
+        var manifest = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(run.ManifestPath))!;
+        manifest["tasks"]![0]!["state_sha256"] = ContinualDiffusion.Runs.RunDirectory.Sha256File(statePath);
+        File.WriteAllText(run.ManifestPath, manifest.ToJsonString());
+        AssertBad(CliRunner.Run("classify", "eval", "--run", Run, "--mnist", Mnist), statePath, "'head.bias'");
+
+        var nanBackbone = Path.Combine(_dir, "nan-vit.safetensors");
+        using (var vit = ClassifyTestData.TinyVit())
+        {
+            using (TorchSharp.torch.no_grad()) vit.named_parameters().First(p => p.name == "pos_embed").parameter.FillInPlace(double.NaN);
+            VitCheckpoint.Save(nanBackbone, vit, [.. Enumerable.Range(0, 10).Select(i => $"c{i}")], "random (test)", 0.1);
+        }
+        AssertBad(CliRunner.Run("classify", "train", "--run", Path.Combine(_dir, "nan-run"), "--task", "1", "--classes", "0,1", "--backbone", nanBackbone, "--mnist", Mnist),
+            nanBackbone, "'pos_embed'", "NaN");
     }
 
     private static void AssertBad(CliResult r, params string[] expected)
