@@ -16,9 +16,11 @@ public sealed class ClassifyTaskCheckpoint(string path, string identity)
     public string Path { get; } = System.IO.Path.GetFullPath(path);
     public bool Exists => File.Exists(Path);
 
-    /// What a checkpoint of this task must have been made with.
-    public static string Identity(int task, string method, string backboneSha256, ClassifyOptions options, IReadOnlyList<int> classes, string imagesSha256) =>
-        JsonSerializer.Serialize(new { task, method, backboneSha256, options = JsonConfig.Serialize(options), classes, imagesSha256 });
+    /// What a checkpoint of this task must have been made with, including the state of the task before it (null for
+    /// task 1), so a run rebuilt in the same folder never continues another run's interrupted task.
+    public static string Identity(int task, string method, string backboneSha256, ClassifyOptions options, IReadOnlyList<int> classes, string imagesSha256,
+        string? previousStateSha256 = null) =>
+        JsonSerializer.Serialize(new { task, method, backboneSha256, options = JsonConfig.Serialize(options), classes, imagesSha256, previousStateSha256 });
 
     public void Save(IReadOnlyDictionary<string, Tensor> state)
     {

@@ -101,7 +101,7 @@ public static class ClassifyTasks
         cancel.ThrowIfCancellationRequested();
 
         var checkpoint = new ClassifyTaskCheckpoint(run.CheckpointPath(request.Task),
-            ClassifyTaskCheckpoint.Identity(request.Task, method, hash, options, taskClasses, train.ContentHash()));
+            ClassifyTaskCheckpoint.Identity(request.Task, method, hash, options, taskClasses, train.ContentHash(), manifest?.Tasks[^1].StateSha256));
         Dictionary<string, Tensor>? resumeFrom = null;
         if (request.Resume) resumeFrom = checkpoint.Load(request.Task);
         else if (checkpoint.Exists) info?.Invoke($"{checkpoint.Path}: an interrupted run of task {request.Task} exists; starting over (pass --resume to continue it)");

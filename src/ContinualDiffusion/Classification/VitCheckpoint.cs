@@ -48,6 +48,14 @@ public static class VitCheckpoint
             using var scope = TorchSharp.torch.NewDisposeScope();
             foreach (var (name, p) in model.named_parameters())
                 if (!p.isfinite().all().item<bool>()) throw new InputException($"{path}: tensor '{name}' holds NaN or infinite values");
+            // Finite but absurd values (a flipped exponent bit) overflow in the forward instead: probe it once.
+            using (TorchSharp.torch.no_grad())
+            {
+                var c = info.Config;
+                var probe = model.Features(TorchSharp.torch.ones(1, c.InChannels, c.ImageSize, c.ImageSize)); // every pixel lit: every weight counts
+                if (!probe.isfinite().all().item<bool>())
+                    throw new InputException($"{path}: the backbone's features come out NaN or infinite on a white image (damaged weights?)");
+            }
         }
         catch
         {

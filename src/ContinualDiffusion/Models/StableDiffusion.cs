@@ -125,15 +125,16 @@ public sealed class StableDiffusion : IDisposable
     /// Moves the loaded (float32) parts to `device` and their floating-point weights to the precision's dtypes, in eval mode.
     public static void Place(ClipTextModel textEncoder, UNet2DConditionModel unet, AutoencoderKL vae, Device device, ComputePrecision precision)
     {
-        textEncoder.to(device).eval();
-        unet.to(device).eval();
-        vae.to(device).eval();
+        // Cast where the weights are, then move: a GPU never holds the float32 copy of a half-precision model.
         if (precision.Weights != ScalarType.Float32)
         {
             textEncoder.to(precision.Weights);
             unet.to(precision.Weights);
         }
         if (precision.VaeWeights != ScalarType.Float32) vae.to(precision.VaeWeights);
+        textEncoder.to(device).eval();
+        unet.to(device).eval();
+        vae.to(device).eval();
     }
 
     /// Freezes every weight (training then opts the adapters and the new token in explicitly).

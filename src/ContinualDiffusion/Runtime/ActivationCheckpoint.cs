@@ -13,12 +13,29 @@ namespace ContinualDiffusion.Runtime;
 /// (torch.utils.checkpoint, use_reentrant=True) with its known gap, parameters reached only inside the block, closed
 /// that way. The block must be deterministic (no dropout, no random draws), which the UNet's blocks are.
 ///
-/// Ownership: the saved inputs and the recomputation live in dispose scopes of backward; the gradients returned to
-/// libtorch are moved to the caller's scope (the training step's), so they outlive the hand-over.
+/// Ownership: the saved inputs, the incoming gradients and the recomputation are disposed when backward returns. The
+/// gradients handed to libtorch must outlive the return (libtorch takes its own reference right after), so they wait
+/// in a per-thread list, released when that thread's next backward starts and by <see cref="ReleaseHandedOver"/> after
+/// the whole backward pass (TaskTrainer calls it): nothing is left to the finalizer and nothing is kept longer than one
+/// block's backward. TorchSharp itself keeps an empty tensor per output for the node's lifetime (its `WrapOutputs`).
 public sealed class ActivationCheckpoint : autograd.MultiTensorFunction<ActivationCheckpoint>
 {
     private const string BlockKey = "block";
     private const string CountKey = "inputs";
+
+    [ThreadStatic] private static List<Tensor>? _handedOver;
+    [ThreadStatic] private static int _backwardCalls;
+
+    /// Backward passes of checkpointed blocks run on this thread so far (the tests check that checkpointing happened).
+    public static int BackwardCallsOnThisThread => _backwardCalls;
+
+    /// Disposes the gradients this thread handed to libtorch (call after `backward()` returns).
+    public static void ReleaseHandedOver()
+    {
+        if (_handedOver is null) return;
+        foreach (var g in _handedOver) g.Dispose();
+        _handedOver.Clear();
+    }
 
     public override string Name => nameof(ActivationCheckpoint);
 
@@ -47,6 +64,8 @@ public sealed class ActivationCheckpoint : autograd.MultiTensorFunction<Activati
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, List<Tensor> gradOutputs)
     {
+        ReleaseHandedOver(); // the previous block's gradients: libtorch holds its own references by now
+        _backwardCalls++;
         var block = (Func<Tensor[], Tensor[]>)ctx.get_data(BlockKey);
         int activations = (int)ctx.get_data(CountKey);
         var saved = ctx.get_saved_variables();
@@ -65,13 +84,15 @@ public sealed class ActivationCheckpoint : autograd.MultiTensorFunction<Activati
                 var result = torch.autograd.grad([.. live.Select(i => outputs[i])], [.. wanted.Select(i => replay[i])],
                     [.. live.Select(i => gradOutputs[i])], allow_unused: true);
                 for (int k = 0; k < wanted.Count; k++)
-                    if (result[k] is { IsInvalid: false } g) grads[wanted[k]] = g.MoveToOuterDisposeScope();
+                    if (result[k] is { IsInvalid: false } g) grads[wanted[k]] = g.DetachFromDisposeScope();
             }
         }
         finally
         {
             foreach (var s in saved) s.Dispose(); // the unpacked wrappers; the saved tensors stay with the node
+            foreach (var g in gradOutputs) g?.Dispose(); // TorchSharp's wrappers of the incoming gradients
         }
+        (_handedOver ??= []).AddRange(grads.Where(g => g is not null)!);
         return [null!, null!, .. grads.Select(g => g!)];
     }
 }

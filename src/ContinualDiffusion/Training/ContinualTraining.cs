@@ -91,7 +91,7 @@ public static class ContinualTraining
             model.TextEncoder.ResizeTokenEmbeddings((int)tokenId + 1, g); // random init, not a word's embedding
 
         using var latents = ConceptLatents.Encode(model.Vae, images.Pixels.to(model.Device), config.HorizontalFlip);
-        using var trainer = new TaskTrainer(model, latents, token, tokenId, past, config, r.Task);
+        using var trainer = new TaskTrainer(model, latents, token, tokenId, past, config, r.Task, info: warn);
         if (past is not null) foreach (var t in past.Values) t.Dispose();
 
         var checkpointPath = Path.Combine(run.CheckpointDir(r.Task), CheckpointFile);

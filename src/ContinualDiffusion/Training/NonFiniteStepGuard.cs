@@ -6,8 +6,8 @@ namespace ContinualDiffusion.Training;
 /// (VAE stage: 0.2 → 0.9 it/s measured), despite oneDNN's sporadic NaN gradients with batch ≥ 2 (see
 /// TorchSetup.UseTrainingSafeKernels). The NaNs are transient: with the guard logging instead of acting,
 /// 6 fresh processes of 40 UNet steps showed 0, 0, 1, 1, 1 and 6 NaN steps, scattered (steps 1, 2, 4, 21, 24, 26
-/// in the worst), each followed by finite ones. So a non-finite step is computed again (on a fresh batch) with
-/// oneDNN off for that one step, and every step still updates the weights; switching oneDNN off for the whole run instead (the earlier design)
+/// in the worst), each followed by finite ones. So a non-finite step is computed again with
+/// oneDNN off for that one step (pretraining draws a fresh batch for it, `cdiff train` the same one), and every step still updates the weights; switching oneDNN off for the whole run instead (the earlier design)
 /// made the UNet stage 27% slower in one process out of three. Only a step that is non-finite without oneDNN
 /// too means training diverged: it is skipped, and after a few in a row training stops.
 /// `oneDnnEnabled` and `suspendOneDnn` default to the process-wide switch (TorchSetup); tests pass fakes.
@@ -29,7 +29,7 @@ internal sealed class NonFiniteStepGuard(string stage, Func<bool>? oneDnnEnabled
         if (!Finite(loss, gradNorm) && _oneDnnEnabled())
         {
             Retried++;
-            info?.Invoke($"{stage}: non-finite gradients at step {stepNumber} (oneDNN); retried the step on a fresh batch with oneDNN off ({Retried} so far)");
+            info?.Invoke($"{stage}: non-finite gradients at step {stepNumber} (oneDNN); computed the step again with oneDNN off ({Retried} so far)");
             using (_suspendOneDnn())
                 (loss, gradNorm) = step();
         }

@@ -39,6 +39,7 @@ public sealed class TaskTrainer : IDisposable
     private readonly int _task;
     private readonly NonFiniteStepGuard _guard;
     private string _lastNonFinite = "";
+    private readonly Action<string>? _info;
 
     /// Steps whose non-finite gradients (oneDNN's sporadic NaNs) were computed again with oneDNN off.
     public int RetriedSteps => _guard.Retried;
@@ -54,8 +55,9 @@ public sealed class TaskTrainer : IDisposable
     /// means training diverged. `oneDnnEnabled`/`suspendOneDnn` default to the process-wide switch; tests fake them.
     public TaskTrainer(StableDiffusion model, ConceptLatents latents, string token, long tokenId,
         IReadOnlyDictionary<string, Tensor>? pastDeltas, TrainingConfig config, int task,
-        Func<bool>? oneDnnEnabled = null, Func<IDisposable>? suspendOneDnn = null)
+        Func<bool>? oneDnnEnabled = null, Func<IDisposable>? suspendOneDnn = null, Action<string>? info = null)
     {
+        _info = info;
         _model = model; _latents = latents; _config = config; _task = task; TokenId = tokenId;
         _method = ContinualMethod.Parse(config.Method);
         _schedule = new NoiseSchedule(model.SchedulerConfig);
@@ -139,7 +141,7 @@ public sealed class TaskTrainer : IDisposable
             var (loss, mse, penalty, gradNorm) = ForwardBackward(step);
             mseValue = mse; penaltyValue = penalty;
             return (loss, gradNorm);
-        }, null);
+        }, _info);
         if (!apply)
             throw new TrainingDivergedException($"task {_task}: the loss became {lossValue} at step {step} (try a lower --lr or --lambda); nothing was written{_lastNonFinite}");
         _optimizer.Step();
@@ -176,6 +178,7 @@ public sealed class TaskTrainer : IDisposable
         if (double.IsFinite(lossValue))
         {
             loss.backward();
+            ActivationCheckpoint.ReleaseHandedOver(); // gradient checkpointing's last hand-over (no-op without it)
             gradNorm = nn.utils.clip_grad_norm_(_trainable, _config.MaxGradNorm);
         }
         _lastNonFinite = double.IsFinite(lossValue) && double.IsFinite(gradNorm) ? "" : NonFiniteReport(pred, text.LastHiddenState, gradNorm);

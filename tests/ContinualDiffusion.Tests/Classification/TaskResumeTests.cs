@@ -39,7 +39,9 @@ public sealed class TaskResumeTests : IDisposable
                 new ClassTaskTrainer.Checkpointing(2, checkpoint.Save), (step, _, _) => { if (step == 5) cancel.Cancel(); }, cancel.Token));
         var saved = checkpoint.Load(2);
         Assert.Equal(4L, saved["step"].item<long>());
-        var resumed = SecondTask(method, afterTask1, ResumeFrom(saved));
+        var stepsRun = new List<int>();
+        var resumed = SecondTask(method, afterTask1, ResumeFrom(saved), (step, _, _) => stepsRun.Add(step));
+        Assert.Equal([5, 6], stepsRun); // it continued; a restart would also end equal, so this is what shows the resume
 
         Assert.Equal(expected.Keys.Order(), resumed.Keys.Order());
         foreach (var (key, value) in expected)

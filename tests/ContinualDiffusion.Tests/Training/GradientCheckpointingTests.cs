@@ -14,7 +14,9 @@ public class GradientCheckpointingTests
     {
         using var scope = torch.NewDisposeScope();
         var (plainLoss, plain) = OneStepGradient.Compute(ComputePrecision.Float32);
+        int before = ActivationCheckpoint.BackwardCallsOnThisThread;
         var (loss, checkpointed) = OneStepGradient.Compute(ComputePrecision.Float32, checkpointing: true);
+        Assert.Equal(7, ActivationCheckpoint.BackwardCallsOnThisThread - before); // 3 down, 1 mid and 3 up blocks recomputed
         Assert.Equal(plainLoss, loss, 6);
         var error = checkpointed.sub(plain).norm().item<float>() / plain.norm().item<float>();
         Assert.True(error <= 1e-5, $"relative gradient difference {error:E2}");
