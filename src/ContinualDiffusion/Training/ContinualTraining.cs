@@ -95,7 +95,7 @@ public static class ContinualTraining
         if (past is not null) foreach (var t in past.Values) t.Dispose();
 
         var checkpointPath = Path.Combine(run.CheckpointDir(r.Task), CheckpointFile);
-        var checkpointIdentity = CheckpointIdentity(r.Task, baseHash, images.SetHash, config);
+        var checkpointIdentity = CheckpointIdentity(r.Task, baseHash, images.SetHash, config, r.Precision);
         ResumeIfAsked(r, trainer, checkpointPath, checkpointIdentity, warn);
 
         var stepTimes = new List<double>();
@@ -154,8 +154,25 @@ public static class ContinualTraining
             throw new InputException($"--method {config.Method}: this run uses '{manifest.Method}'; start a new --run to compare methods");
     }
 
-    private static string CheckpointIdentity(int task, string baseHash, string imageSetHash, TrainingConfig config) =>
-        JsonSerializer.Serialize(new { task, baseHash, imageSetHash, config = Configuration.JsonConfig.Serialize(config) });
+    /// What a checkpoint must have been made with to be resumed. The frozen weights' precision is part of it (the
+    /// steps after a resume would not be the ones an uninterrupted task takes); fp32 adds nothing, so checkpoints
+    /// written before --dtype existed still resume. Device and gradient checkpointing are not: same arithmetic.
+    private static string CheckpointIdentity(int task, string baseHash, string imageSetHash, TrainingConfig config, ComputePrecision? precision)
+    {
+        var identity = JsonSerializer.Serialize(new { task, baseHash, imageSetHash, config = Configuration.JsonConfig.Serialize(config) });
+        return PrecisionOf(precision) == "fp32" ? identity : identity + PrecisionMark + PrecisionOf(precision);
+    }
+
+    private const string PrecisionMark = " dtype=";
+
+    private static string PrecisionOf(ComputePrecision? p) =>
+        p is null || !p.IsHalf ? "fp32" : p.Name + (p.VaeFp32 ? " --vae-fp32" : "");
+
+    private static (string Options, string Precision) SplitIdentity(string identity)
+    {
+        int at = identity.LastIndexOf(PrecisionMark, StringComparison.Ordinal);
+        return at > identity.LastIndexOf('}') ? (identity[..at], identity[(at + PrecisionMark.Length)..]) : (identity, "fp32");
+    }
 
     private static void ResumeIfAsked(TrainTaskRequest r, TaskTrainer trainer, string checkpointPath, string identity, Action<string>? warn)
     {
@@ -168,7 +185,13 @@ public static class ContinualTraining
         if (!exists) throw new InputException($"--resume: task {r.Task} has no checkpoint to resume ({checkpointPath} not found)");
         using var f = SafeTensorsFile.Open(checkpointPath);
         if (!f.Metadata.TryGetValue("identity", out var saved) || saved != identity)
+        {
+            var (savedRest, savedPrecision) = saved is null ? ("", "") : SplitIdentity(saved);
+            var (rest, precision) = SplitIdentity(identity);
+            if (saved is not null && savedRest == rest)
+                throw new InputException($"--resume: {checkpointPath} was trained with --dtype {savedPrecision}, not {precision}; resume with --dtype {savedPrecision}, or without --resume to start over");
             throw new InputException($"--resume: {checkpointPath} was made with other images, base model or options; rerun with the same ones, or without --resume to start over");
+        }
         f.VerifyChecksum();
         var tensors = f.ReadAll();
         try { trainer.RestoreCheckpoint(tensors, checkpointPath); }

@@ -118,6 +118,28 @@ public class ContinualTrainingTests : IDisposable
     }
 
     [Fact]
+    public void A_checkpoint_resumes_only_in_the_dtype_it_was_trained_in()
+    {
+        var bf16 = new ComputePrecision(ScalarType.BFloat16);
+        ContinualTraining.TrainTask(Request(1));
+        using var cts = new CancellationTokenSource();
+        var config = Config(steps: 6);
+        Assert.ThrowsAny<OperationCanceledException>(() =>
+            ContinualTraining.TrainTask(Request(2, config) with { Precision = bf16 }, step => { if (step.Step == 3) cts.Cancel(); }, cancel: cts.Token));
+
+        var inFp32 = Assert.Throws<InputException>(() => ContinualTraining.TrainTask(Request(2, config) with { Resume = true }));
+        Assert.Contains("state.safetensors was trained with --dtype bf16, not fp32; resume with --dtype bf16", inFp32.Message);
+        var withVae = Assert.Throws<InputException>(() => ContinualTraining.TrainTask(Request(2, config) with { Resume = true, Precision = bf16 with { VaeFp32 = true } }));
+        Assert.Contains("--dtype bf16, not bf16 --vae-fp32", withVae.Message);
+        var otherSteps = Assert.Throws<InputException>(() => ContinualTraining.TrainTask(Request(2, Config(steps: 8)) with { Resume = true, Precision = bf16 }));
+        Assert.Contains("other images, base model or options", otherSteps.Message);
+
+        var steps = new List<int>();
+        ContinualTraining.TrainTask(Request(2, config) with { Resume = true, Precision = bf16 }, s => steps.Add(s.Step));
+        Assert.Equal([3, 4, 5, 6], steps);
+    }
+
+    [Fact]
     public void Sequence_rules_are_enforced_before_anything_is_touched()
     {
         Assert.Contains("start with --task 1", Assert.Throws<InputException>(() => ContinualTraining.TrainTask(Request(2) with { ModelPath = Fixture.SdTiny })).Message);
