@@ -119,12 +119,18 @@ internal static class MemoryBenchmark
             long id = model.Tokenizer.AddConceptToken("<v1>");
             model.TextEncoder.ResizeTokenEmbeddings((int)id + 1);
             var zeros = LoraInjector.BaseWeights(model.CrossAttentionKeyValueTargets()).ToDictionary(kv => kv.Key, kv => torch.zeros_like(kv.Value));
-            using var trainer = new TaskTrainer(model, latents, "<v1>", id, zeros, new TrainingConfig { Steps = 100, Rank = 4, BatchSize = 1, Seed = 0 }, 1);
+            using var trainer = new TaskTrainer(model, latents, "<v1>", id, zeros, new TrainingConfig { Steps = 100, Rank = 4, BatchSize = 1, Seed = 0 }, 1,
+                info: m => Console.Error.WriteLine($"{DateTime.UtcNow:HH:mm:ss} {m}"));
             afterLoad = ResetPeak();
             int steps = int.Parse(o["train-steps"], CultureInfo.InvariantCulture);
-            for (int s = 0; s < steps; s++) times.Add(trainer.TrainStep().StepSeconds);
+            for (int s = 0; s < steps; s++)
+            {
+                times.Add(trainer.TrainStep().StepSeconds);
+                Console.Error.WriteLine($"{DateTime.UtcNow:HH:mm:ss} step {s + 1}: {times[^1]:F1} s");
+            }
             peak = Kb("VmHWM");
-            if (trainer.RetriedSteps > 0) note = $"{trainer.RetriedSteps} step(s) retried with oneDNN off";
+            if (trainer.RetriedSteps > 0)
+                note = $"{trainer.RetriedSteps} step(s) computed again{(precision.IsHalf ? "" : " with oneDNN off")}" + (trainer.SkippedSteps > 0 ? $", {trainer.SkippedSteps} dropped" : "");
         }
         else
         {

@@ -10,28 +10,41 @@ namespace ContinualDiffusion.Training;
 /// oneDNN off for that one step (pretraining draws a fresh batch for it, `cdiff train` the same one), and every step still updates the weights; switching oneDNN off for the whole run instead (the earlier design)
 /// made the UNet stage 27% slower in one process out of three. Only a step that is non-finite without oneDNN
 /// too means training diverged: it is skipped, and after a few in a row training stops.
+/// With half-precision weights on the CPU (`keepOneDnnOn`) the retry keeps oneDNN on: libtorch's bf16 kernels without
+/// it are unusable there (measured on the SD 1.5 architecture in bf16: a step with oneDNN 7.9 s at 512², 2.7 s at
+/// 256²; without it one step had not finished after 15 min at 512², nor after 10 min at 256²), and bf16's NaNs with
+/// oneDNN are transient too (at 256² a non-finite step 2 was finite when computed again).
 /// `oneDnnEnabled` and `suspendOneDnn` default to the process-wide switch (TorchSetup); tests pass fakes.
-internal sealed class NonFiniteStepGuard(string stage, Func<bool>? oneDnnEnabled = null, Func<IDisposable>? suspendOneDnn = null)
+internal sealed class NonFiniteStepGuard(string stage, Func<bool>? oneDnnEnabled = null, Func<IDisposable>? suspendOneDnn = null,
+    bool keepOneDnnOn = false)
 {
     private readonly Func<bool> _oneDnnEnabled = oneDnnEnabled ?? TorchSetup.MkldnnEnabled;
     private readonly Func<IDisposable> _suspendOneDnn = suspendOneDnn ?? TorchSetup.SuspendMkldnn;
     private const int GiveUpAfter = 10;
     private int _inARow;
 
-    /// Steps recomputed with oneDNN off.
+    /// Steps computed again (with oneDNN off, or with it on when `keepOneDnnOn`).
     public int Retried { get; private set; }
 
     /// Runs `step` (returns its loss and gradient norm); when either is not finite and oneDNN is on, runs it
-    /// again with oneDNN off. Returns the loss and whether the gradients may be applied.
+    /// again, with oneDNN off unless `keepOneDnnOn`. Returns the loss and whether the gradients may be applied.
     public (double Loss, bool Apply) Run(int stepNumber, Func<(double Loss, double GradNorm)> step, Action<string>? info)
     {
         var (loss, gradNorm) = step();
         if (!Finite(loss, gradNorm) && _oneDnnEnabled())
         {
             Retried++;
-            info?.Invoke($"{stage}: non-finite gradients at step {stepNumber} (oneDNN); computed the step again with oneDNN off ({Retried} so far)");
-            using (_suspendOneDnn())
+            if (keepOneDnnOn)
+            {
+                info?.Invoke($"{stage}: non-finite gradients at step {stepNumber} (oneDNN); computed the step again, oneDNN kept on (without it half precision is too slow on the CPU; {Retried} so far)");
                 (loss, gradNorm) = step();
+            }
+            else
+            {
+                info?.Invoke($"{stage}: non-finite gradients at step {stepNumber} (oneDNN); computed the step again with oneDNN off ({Retried} so far)");
+                using (_suspendOneDnn())
+                    (loss, gradNorm) = step();
+            }
         }
         if (Finite(loss, gradNorm))
         {

@@ -40,9 +40,13 @@ public sealed class TaskTrainer : IDisposable
     private readonly NonFiniteStepGuard _guard;
     private string _lastNonFinite = "";
     private readonly Action<string>? _info;
+    private readonly bool _halfOnCpu;
 
-    /// Steps whose non-finite gradients (oneDNN's sporadic NaNs) were computed again with oneDNN off.
+    /// Steps whose non-finite gradients (oneDNN's sporadic NaNs) were computed again (NonFiniteStepGuard).
     public int RetriedSteps => _guard.Retried;
+
+    /// Half precision on the CPU: steps still non-finite when computed again, whose update was dropped.
+    public int SkippedSteps { get; private set; }
 
     public long TokenId { get; }
     public int Step { get; private set; }
@@ -52,7 +56,8 @@ public sealed class TaskTrainer : IDisposable
     /// `pastDeltas`: the earlier tasks' composed delta per adapted layer (TaskComposition.ForTraining; null = zeros).
     /// oneDNN stays on (its convolutions are much faster on the CPU); a step whose loss or gradients come out
     /// non-finite is computed again with it off (NonFiniteStepGuard), and only a step non-finite without it too
-    /// means training diverged. `oneDnnEnabled`/`suspendOneDnn` default to the process-wide switch; tests fake them.
+    /// means training diverged. Half-precision weights on the CPU are the exception: the step is computed again with
+    /// oneDNN on, and a step non-finite twice is dropped (ten in a row: diverged). `oneDnnEnabled`/`suspendOneDnn` default to the process-wide switch; tests fake them.
     public TaskTrainer(StableDiffusion model, ConceptLatents latents, string token, long tokenId,
         IReadOnlyDictionary<string, Tensor>? pastDeltas, TrainingConfig config, int task,
         Func<bool>? oneDnnEnabled = null, Func<IDisposable>? suspendOneDnn = null, Action<string>? info = null)
@@ -62,7 +67,8 @@ public sealed class TaskTrainer : IDisposable
         _method = ContinualMethod.Parse(config.Method);
         _schedule = new NoiseSchedule(model.SchedulerConfig);
         model.Freeze();
-        _guard = new NonFiniteStepGuard($"task {task}", oneDnnEnabled, suspendOneDnn);
+        _halfOnCpu = model.Precision.IsHalf && model.Device.type == DeviceType.CPU;
+        _guard = new NonFiniteStepGuard($"task {task}", oneDnnEnabled, suspendOneDnn, keepOneDnnOn: _halfOnCpu);
         using var init = new Generator(unchecked((ulong)Mix(config.Seed, task, -1)));
         var targets = model.CrossAttentionKeyValueTargets();
         if (_method.LowRank)
@@ -142,9 +148,16 @@ public sealed class TaskTrainer : IDisposable
             mseValue = mse; penaltyValue = penalty;
             return (loss, gradNorm);
         }, _info);
-        if (!apply)
+        if (!apply && !_halfOnCpu)
             throw new TrainingDivergedException($"task {_task}: the loss became {lossValue} at step {step} (try a lower --lr or --lambda); nothing was written{_lastNonFinite}");
-        _optimizer.Step();
+        if (apply) _optimizer.Step();
+        else
+        {
+            // Half precision on the CPU retries with oneDNN on (NonFiniteStepGuard), where a NaN can come twice: the
+            // update is dropped, as mixed-precision trainers drop an overflowed step; ten in a row stop the task.
+            SkippedSteps++;
+            _info?.Invoke($"task {_task}: step {step} non-finite again{_lastNonFinite}; its update is dropped ({SkippedSteps} so far)");
+        }
         Step = step;
         return new TrainStepReport(step, _config.Steps, lossValue, mseValue, penaltyValue, clock.Elapsed.TotalSeconds);
     }
@@ -193,6 +206,9 @@ public sealed class TaskTrainer : IDisposable
         var parts = new List<string>();
         if (bad.Count > 0) parts.Add($"{bad.Count} adapter layer(s) non-finite, first {bad[0]}");
         if (Bad(_token)) parts.Add("token embedding non-finite");
+        var badGrads = _layers.Where(l => l.NamedTrainableParameters().Any(p => p.Value.grad is { } g && Bad(g))).Select(l => l.LayerName).ToList();
+        if (badGrads.Count > 0) parts.Add($"{badGrads.Count} adapter layer(s) with non-finite gradients, first {badGrads[0]}");
+        if (_token.grad is { } tokenGrad && Bad(tokenGrad)) parts.Add("token gradient non-finite");
         if (Bad(context)) parts.Add("text states non-finite");
         if (Bad(pred)) parts.Add("UNet output non-finite");
         if (!double.IsFinite(gradNorm)) parts.Add("gradients non-finite");

@@ -124,6 +124,47 @@ public class CLoraUNetTests
 
     private sealed class Restore : IDisposable { public void Dispose() { } }
 
+    /// bf16 weights on the CPU: oneDNN is never switched off (its fallback kernels take minutes a step), a step
+    /// non-finite twice is dropped without touching the trainable values, training goes on, and ten dropped in a
+    /// row stop the task as diverged.
+    [Fact]
+    public void In_bf16_on_the_CPU_a_step_non_finite_twice_is_dropped_and_ten_in_a_row_diverge()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var m = StableDiffusion.Load(DiffusersFolder.Open(Fixture.SdTiny), precision: new ComputePrecision(ScalarType.BFloat16));
+        long id = m.Tokenizer.AddConceptToken("<v1>");
+        m.TextEncoder.ResizeTokenEmbeddings((int)id + 1);
+        using var latents = ConceptLatents.Encode(m.Vae, torch.rand(2, 3, 32, 32).Times(2).Minus(1), withFlips: false);
+        var zeros = RunModelWeights(m).ToDictionary(kv => kv.Key, kv => torch.zeros_like(kv.Value));
+        var weight = StateDictLoader.Targets(m.Unet)["conv_in.weight"];
+        var good = weight.clone();
+        int suspended = 0;
+        var messages = new List<string>();
+        var config = new TrainingConfig { Steps = 30, Rank = 2, Seed = 1, LearningRate = 1e-2 };
+        using var trainer = new TaskTrainer(m, latents, "<v1>", id, zeros, config, task: 1, oneDnnEnabled: () => true,
+            suspendOneDnn: () => { suspended++; return new Restore(); }, info: messages.Add);
+        var tokenBefore = trainer.TokenEmbedding.clone();
+
+        using (torch.no_grad()) weight.FillInPlace(double.NaN);
+        for (int i = 0; i < 3; i++) trainer.TrainStep();
+        Assert.Equal(3, trainer.Step);
+        Assert.Equal(3, trainer.SkippedSteps);
+        Assert.Equal(3, trainer.RetriedSteps);
+        Assert.True(trainer.TokenEmbedding.equal(tokenBefore).all().item<bool>()); // nothing applied
+        Assert.Contains(messages, s => s.StartsWith("task 1: step 2 non-finite again", StringComparison.Ordinal));
+
+        using (torch.no_grad()) weight.copy_(good);
+        trainer.TrainStep();
+        Assert.Equal(3, trainer.SkippedSteps);
+        Assert.False(trainer.TokenEmbedding.equal(tokenBefore).all().item<bool>()); // a finite step applies
+
+        using (torch.no_grad()) weight.FillInPlace(double.NaN);
+        for (int i = 0; i < 9; i++) trainer.TrainStep();
+        var e = Assert.Throws<TrainingDivergedException>(() => trainer.TrainStep());
+        Assert.Contains("stayed non-finite for 10 steps", e.Message);
+        Assert.Equal(0, suspended);
+    }
+
     private static Dictionary<string, Tensor> RunModelWeights(StableDiffusion m) => LoraInjector.BaseWeights(m.CrossAttentionKeyValueTargets());
 
     [Fact]

@@ -69,6 +69,24 @@ public class NonFiniteStepGuardTests
     }
 
     [Fact]
+    public void In_half_precision_on_the_CPU_the_retry_keeps_oneDNN_on()
+    {
+        var dnn = new FakeOneDnn();
+        var guard = new NonFiniteStepGuard("task 1", dnn.Enabled, dnn.Suspend, keepOneDnnOn: true);
+        int calls = 0;
+        var messages = new List<string>();
+        var (loss, apply) = guard.Run(4, () => ++calls == 1 ? (0.9, double.NaN) : (0.8, 2.0), messages.Add);
+        Assert.True(apply);
+        Assert.Equal(0.8, loss);
+        Assert.Equal(2, calls);
+        Assert.Equal(0, dnn.Suspensions);
+        Assert.Equal(1, guard.Retried);
+        Assert.Contains("step 4 (oneDNN); computed the step again, oneDNN kept on", Assert.Single(messages));
+        Assert.False(guard.Run(5, () => (0.9, double.NaN), null).Apply); // non-finite twice: not applied
+        Assert.Equal(0, dnn.Suspensions);
+    }
+
+    [Fact]
     public void A_retry_that_throws_still_switches_oneDNN_back_on()
     {
         var dnn = new FakeOneDnn();
