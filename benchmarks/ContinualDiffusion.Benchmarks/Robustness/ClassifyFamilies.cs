@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.IO.Compression;
 using System.Text.Json.Nodes;
 using ContinualDiffusion.Classification;
@@ -151,57 +150,38 @@ public static class ClassifyFamilies
     /// to the end, with `--resume` when the killed process left a checkpoint.
     private static void Kills(ClassifyWorkspace w, CliWorker worker, int kills, int seed, FamilyTally tally, Action<string> progress)
     {
-        var rng = new Random(seed + 17);
         var run = w.Fresh(w.Run, "kills");
         int[][] digits = [[2, 3], [4, 5], [6, 7], [8, 9]];
-        string[] Args(int task, bool resume) =>
-            ["classify", "train", "--run", run, "--task", $"{task}", "--classes", string.Join(",", digits[(task - 2) % 4]), "--backbone", w.Backbone, "--mnist", w.Mnist,
+        string[] Args(string dir, int task, bool resume) =>
+            ["classify", "train", "--run", dir, "--task", $"{task}", "--classes", string.Join(",", digits[(task - 2) % 4]), "--backbone", w.Backbone, "--mnist", w.Mnist,
              "--epochs", "3", "--checkpoint-every", "5", .. resume ? new[] { "--resume" } : []];
-
         var probe = w.Fresh(w.Run, "kills-timing");
-        var clock = Stopwatch.StartNew();
-        using (var p = Cdiff.Start(["classify", "train", "--run", probe, "--task", "2", "--classes", "2,3", "--backbone", w.Backbone, "--mnist", w.Mnist, "--epochs", "3"]))
-            p.WaitForExit();
-        double full = clock.Elapsed.TotalSeconds;
-        progress($"classify kills: one task takes {full:F1} s as a process; killing at uniform moments in [0.2 s, {full:F1} s]");
 
-        int killed = 0;
-        for (int k = 0; killed < kills && k < 3 * kills; k++)
+        KillLoop.Run("classify kills", tally, kills, new Random(seed + 17), Args(probe, 2, resume: false), next: () =>
         {
             if (new ClassifyRun(run).Read().Tasks.Count >= 5) run = w.Fresh(w.Run, "kills"); // digits run out: start again from task 1
             int task = new ClassifyRun(run).Read().Tasks.Count + 1;
             bool resume = File.Exists(new ClassifyRun(run).CheckpointPath(task));
-            double at = 0.2 + rng.NextDouble() * (full - 0.2);
-            using var p = Cdiff.Start(Args(task, resume));
-            bool exited = p.WaitForExit(TimeSpan.FromSeconds(at));
-            if (!exited) { Cdiff.Signal(p, "KILL"); killed++; }
-            p.WaitForExit();
-            string moment = exited ? $"finished before {at:F2} s" : $"killed at {at:F2} s";
-
+            return new KillLoop.Attempt(Args(run, task, resume), $"task {task}{(resume ? ", resumed" : "")}");
+        }, recover: () =>
+        {
             var problems = new List<string>();
-            if (exited && p.ExitCode != 0) problems.Add($"the training process exited with {p.ExitCode} on its own");
             var status = worker.Run("classify", "status", "--run", run);
-            if (status.Crashed || status.ExitCode != 0) problems.Add($"status exit {status.ExitCode}: {Last(status.Stderr)}");
+            if (status.Crashed || status.ExitCode != 0) problems.Add($"status exit {status.ExitCode}: {KillLoop.Last(status.Stderr)}");
             var after = new ClassifyRun(run).Read();
             var integrity = new ClassifyRun(run).VerifyIntegrity(after);
             if (integrity.Count > 0) problems.Add("manifest lists a damaged task: " + integrity[0]);
             var eval = worker.Run("classify", "eval", "--run", run, "--mnist", w.Mnist);
-            if (eval.Crashed || eval.ExitCode != 0) problems.Add($"eval exit {eval.ExitCode}: {Last(eval.Stderr)}");
+            if (eval.Crashed || eval.ExitCode != 0) problems.Add($"eval exit {eval.ExitCode}: {KillLoop.Last(eval.Stderr)}");
             int next = after.Tasks.Count + 1;
             bool hasCheckpoint = File.Exists(new ClassifyRun(run).CheckpointPath(next));
             if (next <= 5)
             {
-                var again = worker.Run(Args(next, hasCheckpoint));
-                if (again.Crashed || again.ExitCode != 0) problems.Add($"train --task {next}{(hasCheckpoint ? " --resume" : "")} exit {again.ExitCode}: {Last(again.Stderr)}");
+                var again = worker.Run(Args(run, next, hasCheckpoint));
+                if (again.Crashed || again.ExitCode != 0) problems.Add($"train --task {next}{(hasCheckpoint ? " --resume" : "")} exit {again.ExitCode}: {KillLoop.Last(again.Stderr)}");
                 if (File.Exists(new ClassifyRun(run).CheckpointPath(next))) problems.Add("the finished task's checkpoint was left behind");
             }
-
-            bool bad = problems.Count > 0;
-            tally.Add(new CaseResult(tally.Family, $"attempt {k + 1} ({moment}, task {task}{(resume ? ", resumed" : "")})", Crash: false, WrongExit: bad,
-                Accepted: true, bad ? string.Join("; ", problems) : $"{moment}; then {(hasCheckpoint ? "resumed" : "retrained")} task {next}", 0));
-            progress($"classify attempt {k + 1} (kill {killed}/{kills}): {moment} during task {task}; {(bad ? "PROBLEM: " + string.Join("; ", problems) : "status, eval and the next task fine")}");
-        }
+            return new KillLoop.Recovery(problems, $"status, eval and {(hasCheckpoint ? "--resume of" : "training")} task {next} fine");
+        }, progress);
     }
-
-    private static string Last(string s) => s.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault() ?? "";
 }
