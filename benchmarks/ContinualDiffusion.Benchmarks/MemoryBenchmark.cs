@@ -86,13 +86,20 @@ internal static class MemoryBenchmark
         foreach (var a in new[] { "--what", c.What, "--dtype", c.DType, "--checkpointing", c.Checkpointing ? "on" : "off", "--onednn", c.OneDnn ? "on" : "off" })
             psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
-        p.ErrorDataReceived += (_, _) => { };
+        var lastErrors = new Queue<string>(); // the worker's log (retries, dropped steps, why it stopped)
+        p.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            Console.Error.WriteLine($"  [{Describe(c)}] {e.Data}");
+            lock (lastErrors) { lastErrors.Enqueue(e.Data); if (lastErrors.Count > 3) lastErrors.Dequeue(); }
+        };
         p.BeginErrorReadLine();
         string? line, result = null;
         while ((line = p.StandardOutput.ReadLine()) is not null)
             if (line.StartsWith(ResultPrefix, StringComparison.Ordinal)) result = line[ResultPrefix.Length..];
         p.WaitForExit();
-        if (p.ExitCode != 0 || result is null) throw new InvalidOperationException($"{Describe(c)}: the worker exited with {p.ExitCode} and no result");
+        if (p.ExitCode != 0 || result is null)
+            throw new InvalidOperationException($"{Describe(c)}: the worker exited with {p.ExitCode} and no result; its last log lines: {string.Join(" | ", lastErrors)}");
         return JsonSerializer.Deserialize<Result>(result)!;
     }
 
@@ -129,7 +136,7 @@ internal static class MemoryBenchmark
                 Console.Error.WriteLine($"{DateTime.UtcNow:HH:mm:ss} step {s + 1}: {times[^1]:F1} s");
             }
             peak = Kb("VmHWM");
-            if (trainer.RetriedSteps > 0)
+            if (trainer.RetriedSteps > 0 || trainer.SkippedSteps > 0)
                 note = $"{trainer.RetriedSteps} step(s) computed again{(precision.IsHalf ? "" : " with oneDNN off")}" + (trainer.SkippedSteps > 0 ? $", {trainer.SkippedSteps} dropped" : "");
         }
         else

@@ -168,6 +168,8 @@ public static class ContinualTraining
 
     private const string PrecisionMark = " dtype=";
 
+    /// As the options say it: "fp32", "bf16", "bf16 --vae-fp32" (after "--dtype "). A bf16 checkpoint written before the
+    /// dtype joined the identity (the same day --dtype came) reads as fp32.
     private static string PrecisionOf(ComputePrecision? p) =>
         p is null || !p.IsHalf ? "fp32" : p.Name + (p.VaeFp32 ? " --vae-fp32" : "");
 
@@ -192,7 +194,7 @@ public static class ContinualTraining
             var (savedRest, savedPrecision) = saved is null ? ("", "") : SplitIdentity(saved);
             var (rest, precision) = SplitIdentity(identity);
             if (saved is not null && savedRest == rest)
-                throw new InputException($"--resume: {checkpointPath} was trained with --dtype {savedPrecision}, not {precision}; resume with --dtype {savedPrecision}, or without --resume to start over");
+                throw new InputException($"--resume: {checkpointPath} was trained with --dtype {savedPrecision}, not --dtype {precision}; resume with --dtype {savedPrecision}, or without --resume to start over");
             throw new InputException($"--resume: {checkpointPath} was made with other images, base model or options; rerun with the same ones, or without --resume to start over");
         }
         f.VerifyChecksum();

@@ -52,7 +52,8 @@ internal sealed class NonFiniteStepGuard(string stage, Func<bool>? oneDnnEnabled
             return (loss, true);
         }
         if (++_inARow >= GiveUpAfter)
-            throw new TrainingDivergedException($"{stage}: the loss or gradients stayed non-finite for {GiveUpAfter} steps (at step {stepNumber}, loss {loss}); try a lower --lr");
+            throw new TrainingDivergedException($"{stage}: the loss or gradients stayed non-finite for {GiveUpAfter} steps (at step {stepNumber}, loss {loss}); " +
+                (keepOneDnnOn ? "half precision on the CPU: train with --dtype fp32 (or try a lower --lr)" : "try a lower --lr"));
         return (loss, false);
     }
 

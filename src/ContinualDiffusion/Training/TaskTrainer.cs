@@ -10,7 +10,8 @@ using static TorchSharp.torch;
 namespace ContinualDiffusion.Training;
 
 /// One step's outcome.
-public sealed record TrainStepReport(int Step, int TotalSteps, double Loss, double Mse, double Penalty, double StepSeconds);
+/// `Applied`: false for a step whose update was dropped (non-finite gradients in half precision on the CPU).
+public sealed record TrainStepReport(int Step, int TotalSteps, double Loss, double Mse, double Penalty, double StepSeconds, bool Applied = true);
 
 /// A training loss that is NaN or infinite: training stops and nothing of the task is written.
 public sealed class TrainingDivergedException(string message) : Exception(message);
@@ -121,7 +122,8 @@ public sealed class TaskTrainer : IDisposable
     /// Deterministic stream id for (seed, task, step).
     private static long Mix(long seed, int task, int step) => unchecked(seed * 1_000_003L + task * 7_919L + step * 104_729L + 17);
 
-    /// Runs steps Step+1..config.Steps. `afterStep` sees each report (progress, checkpoints).
+    /// Runs steps Step+1..config.Steps. `afterStep` sees each report (progress, checkpoints). Returns the loss of the
+    /// last step whose update was applied (NaN if none was).
     public double Run(Action<TrainStepReport>? afterStep = null, CancellationToken cancel = default)
     {
         double last = double.NaN;
@@ -129,7 +131,7 @@ public sealed class TaskTrainer : IDisposable
         {
             cancel.ThrowIfCancellationRequested();
             var report = TrainStep();
-            last = report.Loss;
+            if (report.Applied) last = report.Loss;
             afterStep?.Invoke(report);
         }
         return last;
@@ -155,11 +157,12 @@ public sealed class TaskTrainer : IDisposable
         {
             // Half precision on the CPU retries with oneDNN on (NonFiniteStepGuard), where a NaN can come twice: the
             // update is dropped, as mixed-precision trainers drop an overflowed step; ten in a row stop the task.
+            // Not kept in checkpoints: a resumed task counts dropped steps (and the ten in a row) afresh.
             SkippedSteps++;
-            _info?.Invoke($"task {_task}: step {step} non-finite again{_lastNonFinite}; its update is dropped ({SkippedSteps} so far)");
+            _info?.Invoke($"task {_task}: step {step} non-finite{_lastNonFinite}; its update is dropped ({SkippedSteps} so far)");
         }
         Step = step;
-        return new TrainStepReport(step, _config.Steps, lossValue, mseValue, penaltyValue, clock.Elapsed.TotalSeconds);
+        return new TrainStepReport(step, _config.Steps, lossValue, mseValue, penaltyValue, clock.Elapsed.TotalSeconds, apply);
     }
 
     /// The step's batch (a pure function of seed, task and step, so a retry sees the same one), forward, backward and
@@ -188,27 +191,42 @@ public sealed class TaskTrainer : IDisposable
         double lossValue = loss.item<float>();
         _optimizer.ZeroGrad();
         double gradNorm = double.NaN;
+        IReadOnlyList<string> nonFiniteGradients = [];
         if (double.IsFinite(lossValue))
         {
             loss.backward();
             ActivationCheckpoint.ReleaseHandedOver(); // gradient checkpointing's last hand-over (no-op without it)
+            nonFiniteGradients = NonFiniteGradients(); // before clipping, which spreads a NaN norm to every gradient
             gradNorm = nn.utils.clip_grad_norm_(_trainable, _config.MaxGradNorm);
         }
-        _lastNonFinite = double.IsFinite(lossValue) && double.IsFinite(gradNorm) ? "" : NonFiniteReport(pred, text.LastHiddenState, gradNorm);
+        _lastNonFinite = double.IsFinite(lossValue) && double.IsFinite(gradNorm) ? "" : NonFiniteReport(pred, text.LastHiddenState, gradNorm, nonFiniteGradients);
         return (lossValue, mse.item<float>(), penalty.item<float>(), gradNorm);
     }
 
+    private const string TokenName = "<token>";
+
+    /// The adapted layers (and "<token>") whose gradient has a non-finite value, in one read.
+    private List<string> NonFiniteGradients()
+    {
+        using var scope = torch.NewDisposeScope();
+        var named = _layers.SelectMany(l => l.NamedTrainableParameters().Select(p => (Name: l.LayerName, Grad: p.Value.grad)))
+            .Append((Name: TokenName, Grad: _token.grad)).Where(p => p.Grad is not null).ToList();
+        if (named.Count == 0) return [];
+        var finite = torch.stack(named.Select(p => p.Grad!.isfinite().all()).ToArray()).data<bool>().ToArray();
+        return named.Where((_, i) => !finite[i]).Select(p => p.Name).Distinct().ToList();
+    }
+
     /// Where the non-finite values are, to tell a diverged update from a bad input.
-    private string NonFiniteReport(Tensor pred, Tensor context, double gradNorm)
+    private string NonFiniteReport(Tensor pred, Tensor context, double gradNorm, IReadOnlyList<string> nonFiniteGradients)
     {
         static bool Bad(Tensor x) => !x.isfinite().all().item<bool>();
         var bad = _layers.Where(l => l.NamedTrainableParameters().Any(p => Bad(p.Value))).Select(l => l.LayerName).ToList();
         var parts = new List<string>();
         if (bad.Count > 0) parts.Add($"{bad.Count} adapter layer(s) non-finite, first {bad[0]}");
         if (Bad(_token)) parts.Add("token embedding non-finite");
-        var badGrads = _layers.Where(l => l.NamedTrainableParameters().Any(p => p.Value.grad is { } g && Bad(g))).Select(l => l.LayerName).ToList();
-        if (badGrads.Count > 0) parts.Add($"{badGrads.Count} adapter layer(s) with non-finite gradients, first {badGrads[0]}");
-        if (_token.grad is { } tokenGrad && Bad(tokenGrad)) parts.Add("token gradient non-finite");
+        var badLayers = nonFiniteGradients.Where(n => n != TokenName).ToList();
+        if (badLayers.Count > 0) parts.Add($"{badLayers.Count} adapter layer(s) with non-finite gradients, first {badLayers[0]}, last {badLayers[^1]}");
+        if (nonFiniteGradients.Contains(TokenName)) parts.Add("token gradient non-finite");
         if (Bad(context)) parts.Add("text states non-finite");
         if (Bad(pred)) parts.Add("UNet output non-finite");
         if (!double.IsFinite(gradNorm)) parts.Add("gradients non-finite");

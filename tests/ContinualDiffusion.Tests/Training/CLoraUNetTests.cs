@@ -131,38 +131,83 @@ public class CLoraUNetTests
     public void In_bf16_on_the_CPU_a_step_non_finite_twice_is_dropped_and_ten_in_a_row_diverge()
     {
         using var scope = torch.NewDisposeScope();
-        using var m = StableDiffusion.Load(DiffusersFolder.Open(Fixture.SdTiny), precision: new ComputePrecision(ScalarType.BFloat16));
-        long id = m.Tokenizer.AddConceptToken("<v1>");
-        m.TextEncoder.ResizeTokenEmbeddings((int)id + 1);
-        using var latents = ConceptLatents.Encode(m.Vae, torch.rand(2, 3, 32, 32).Times(2).Minus(1), withFlips: false);
-        var zeros = RunModelWeights(m).ToDictionary(kv => kv.Key, kv => torch.zeros_like(kv.Value));
-        var weight = StateDictLoader.Targets(m.Unet)["conv_in.weight"];
+        using var setup = new Bf16Task(steps: 30);
+        var (trainer, weight, messages) = (setup.Trainer, setup.ConvIn, setup.Messages);
         var good = weight.clone();
-        int suspended = 0;
-        var messages = new List<string>();
-        var config = new TrainingConfig { Steps = 30, Rank = 2, Seed = 1, LearningRate = 1e-2 };
-        using var trainer = new TaskTrainer(m, latents, "<v1>", id, zeros, config, task: 1, oneDnnEnabled: () => true,
-            suspendOneDnn: () => { suspended++; return new Restore(); }, info: messages.Add);
+        var first = trainer.TrainStep(); // a finite step first, so the optimiser has moments that would move the values
+        Assert.True(first.Applied);
         var tokenBefore = trainer.TokenEmbedding.clone();
+        var factorsBefore = trainer.Layers.SelectMany(l => l.NamedTrainableParameters()).Select(p => p.Value.clone()).ToList();
 
         using (torch.no_grad()) weight.FillInPlace(double.NaN);
-        for (int i = 0; i < 3; i++) trainer.TrainStep();
-        Assert.Equal(3, trainer.Step);
+        for (int i = 0; i < 3; i++) Assert.False(trainer.TrainStep().Applied);
+        Assert.Equal(4, trainer.Step);
         Assert.Equal(3, trainer.SkippedSteps);
         Assert.Equal(3, trainer.RetriedSteps);
         Assert.True(trainer.TokenEmbedding.equal(tokenBefore).all().item<bool>()); // nothing applied
-        Assert.Contains(messages, s => s.StartsWith("task 1: step 2 non-finite again", StringComparison.Ordinal));
+        Assert.All(trainer.Layers.SelectMany(l => l.NamedTrainableParameters()).Zip(factorsBefore),
+            p => Assert.True(p.First.Value.equal(p.Second).all().item<bool>(), p.First.Suffix));
+        Assert.Contains(messages, s => s.StartsWith("task 1: step 3 non-finite (", StringComparison.Ordinal) && s.EndsWith("its update is dropped (2 so far)", StringComparison.Ordinal));
 
         using (torch.no_grad()) weight.copy_(good);
-        trainer.TrainStep();
+        Assert.True(trainer.TrainStep().Applied);
         Assert.Equal(3, trainer.SkippedSteps);
         Assert.False(trainer.TokenEmbedding.equal(tokenBefore).all().item<bool>()); // a finite step applies
 
         using (torch.no_grad()) weight.FillInPlace(double.NaN);
         for (int i = 0; i < 9; i++) trainer.TrainStep();
         var e = Assert.Throws<TrainingDivergedException>(() => trainer.TrainStep());
+        Assert.Contains("train with --dtype fp32", e.Message);
         Assert.Contains("stayed non-finite for 10 steps", e.Message);
-        Assert.Equal(0, suspended);
+        Assert.Equal(0, setup.Suspensions);
+    }
+
+    [Fact]
+    public void In_bf16_on_the_CPU_a_dropped_last_step_leaves_the_task_the_last_applied_loss()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var setup = new Bf16Task(steps: 3);
+        var applied = new List<double>();
+        double final = setup.Trainer.Run(r =>
+        {
+            if (r.Applied) applied.Add(r.Loss);
+            if (r.Step == 2) using (torch.no_grad()) setup.ConvIn.FillInPlace(double.NaN);
+        });
+        Assert.Equal(1, setup.Trainer.SkippedSteps);
+        Assert.Equal(2, applied.Count);
+        Assert.Equal(applied[^1], final);
+        Assert.True(double.IsFinite(final));
+    }
+
+    /// The sd-tiny model in bf16 with a trainer whose oneDNN switch is faked as on (never really flipped in tests).
+    private sealed class Bf16Task : IDisposable
+    {
+        private readonly StableDiffusion _model;
+        private readonly ConceptLatents _latents;
+        public TaskTrainer Trainer { get; }
+        public Tensor ConvIn { get; }
+        public List<string> Messages { get; } = [];
+        public int Suspensions { get; private set; }
+
+        public Bf16Task(int steps)
+        {
+            _model = StableDiffusion.Load(DiffusersFolder.Open(Fixture.SdTiny), precision: new ComputePrecision(ScalarType.BFloat16));
+            long id = _model.Tokenizer.AddConceptToken("<v1>");
+            _model.TextEncoder.ResizeTokenEmbeddings((int)id + 1);
+            _latents = ConceptLatents.Encode(_model.Vae, torch.rand(2, 3, 32, 32).Times(2).Minus(1), withFlips: false);
+            var zeros = RunModelWeights(_model).ToDictionary(kv => kv.Key, kv => torch.zeros_like(kv.Value));
+            ConvIn = StateDictLoader.Targets(_model.Unet)["conv_in.weight"];
+            var config = new TrainingConfig { Steps = steps, Rank = 2, Seed = 1, LearningRate = 1e-2 };
+            Trainer = new TaskTrainer(_model, _latents, "<v1>", id, zeros, config, task: 1, oneDnnEnabled: () => true,
+                suspendOneDnn: () => { Suspensions++; return new Restore(); }, info: Messages.Add);
+        }
+
+        public void Dispose()
+        {
+            Trainer.Dispose();
+            _latents.Dispose();
+            _model.Dispose();
+        }
     }
 
     private static Dictionary<string, Tensor> RunModelWeights(StableDiffusion m) => LoraInjector.BaseWeights(m.CrossAttentionKeyValueTargets());

@@ -128,9 +128,9 @@ public class ContinualTrainingTests : IDisposable
             ContinualTraining.TrainTask(Request(2, config) with { Precision = bf16 }, step => { if (step.Step == 3) cts.Cancel(); }, cancel: cts.Token));
 
         var inFp32 = Assert.Throws<InputException>(() => ContinualTraining.TrainTask(Request(2, config) with { Resume = true }));
-        Assert.Contains("state.safetensors was trained with --dtype bf16, not fp32; resume with --dtype bf16", inFp32.Message);
+        Assert.Contains("state.safetensors was trained with --dtype bf16, not --dtype fp32; resume with --dtype bf16,", inFp32.Message);
         var withVae = Assert.Throws<InputException>(() => ContinualTraining.TrainTask(Request(2, config) with { Resume = true, Precision = bf16 with { VaeFp32 = true } }));
-        Assert.Contains("--dtype bf16, not bf16 --vae-fp32", withVae.Message);
+        Assert.Contains("--dtype bf16, not --dtype bf16 --vae-fp32; resume with --dtype bf16,", withVae.Message);
         var otherSteps = Assert.Throws<InputException>(() => ContinualTraining.TrainTask(Request(2, Config(steps: 8)) with { Resume = true, Precision = bf16 }));
         Assert.Contains("other images, base model or options", otherSteps.Message);
 
