@@ -46,14 +46,15 @@ internal static class BenchmarkCommand
 
         var device = CommonOptions.Device();
         var dtype = CommonOptions.DType();
+        var vaeFp32 = CommonOptions.VaeFp32();
         var cmd = new Command("benchmark", "Continual-customization benchmark: learn fine-grained Fashion-MNIST classes one task after another and score forgetting.")
         {
             model, originalConfig, predictionType, output, methods, lambdas, seeds, tasks, concepts, imagesPerConcept, config, trainSteps, rank, lr, tokenLr, lambda, samples, sampleSteps, guidance, guidanceRescale, sampleBatch,
-            keepRuns, noBase, basePrompt, conceptPrompt, classifier, classifierEpochs, dataDir, device, dtype,
+            keepRuns, noBase, basePrompt, conceptPrompt, classifier, classifierEpochs, dataDir, device, dtype, vaeFp32,
         };
         cmd.SetAction(parse =>
         {
-            var (computeDevice, precision) = CommonOptions.Compute(parse, device, dtype);
+            var (computeDevice, precision) = CommonOptions.Compute(parse, device, dtype, vaeFp32);
             var baseConfig = TrainingConfig.Load(parse.GetValue(config)?.FullName ?? BenchmarkOptions.DefaultTrainingConfigPath);
             // Options given here win over the config's per-method defaults too (Pinned drops them from every method);
             // --lambda is C-LoRA's alone: other penalties (anchored-lora's) are on other scales and keep their own λ.

@@ -4,7 +4,7 @@ using SixLabors.ImageSharp.PixelFormats;
 
 namespace ContinualDiffusion.Tests.Cli;
 
-/// `--device`, `--dtype` and `--vae-fp32` on train and sample.
+/// `--device`, `--dtype` and `--vae-fp32` on train, sample and benchmark (device also on pretrain and classify).
 public class PrecisionCliTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("cdiff-precision-cli-").FullName;
@@ -36,6 +36,7 @@ public class PrecisionCliTests : IDisposable
     [InlineData("classify benchmark --out OUT --device cuda", "--device cuda: this cdiff is the CPU build")]
     [InlineData("benchmark --model MODEL --out OUT --dtype fp16", "--dtype fp16: not on the CPU")]
     [InlineData("benchmark --model MODEL --out OUT --device cuda", "--device cuda: this cdiff is the CPU build")]
+    [InlineData("benchmark --model MODEL --out OUT --vae-fp32", "--vae-fp32: the VAE is float32 already")]
     public void Every_command_with_device_refuses_what_this_build_cannot_do(string command, string expected)
     {
         var args = command.Split(' ').Select(a => a.Replace("MODEL", Fixture.SdTiny).Replace("OUT", Path.Combine(_dir, "never"))).ToArray();
