@@ -48,7 +48,9 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
         using var classifierScope = classifier;
         _progress.Info($"scoring classifier: {_o.ClassifierPath} (test accuracy {classifierAccuracy:P1})");
 
-        string fingerprintBase = Fingerprint(baseModel.ComputeIdentityHash(), classifierAccuracy);
+        string modelHash = baseModel.ComputeIdentityHash();
+        string fingerprintBase = Fingerprint(modelHash, classifierAccuracy, Runs.RunDirectory.Sha256File(_o.ClassifierPath));
+        string legacyFingerprintBase = Fingerprint(modelHash, classifierAccuracy, classifierSha256: null);
         var cache = new RunCache(Path.Combine(_o.OutDir, RunsFolder));
         var specs = _o.MethodSpecs();
         var ceiling = CeilingPerConcept(classifier, test);
@@ -61,14 +63,15 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
             foreach (var spec in specs)
             {
                 cancel.ThrowIfCancellationRequested();
-                string fingerprint = $"{fingerprintBase}|{JsonSerializer.Serialize(spec, ResultsJson.Options)}|seed {seed}{MethodFingerprint(spec)}{PrecisionFingerprint}";
-                if (cache.TryLoad(spec.Label, seed, fingerprint) is { } cached && File.Exists(cache.SamplesPathOf(spec.Label, seed)))
+                string perRun = $"|{JsonSerializer.Serialize(spec, ResultsJson.Options)}|seed {seed}{MethodFingerprint(spec)}{PrecisionFingerprint}";
+                string fingerprint = fingerprintBase + perRun, legacyFingerprint = legacyFingerprintBase + perRun;
+                if (cache.TryLoad(spec.Label, seed, fingerprint, legacyFingerprint) is { } cached && File.Exists(cache.SamplesPathOf(spec.Label, seed)))
                 {
                     _progress.Info($"{spec.Label} seed {seed}: reusing the finished run in {cache.PathOf(spec.Label, seed)}");
                     runs.Add(cached);
                     continue;
                 }
-                if (cache.Mismatch(spec.Label, seed, fingerprint) is { } why) _progress.Info($"{spec.Label} seed {seed}: recomputed; {why}");
+                if (cache.Mismatch(spec.Label, seed, fingerprint, legacyFingerprint) is { } why) _progress.Info($"{spec.Label} seed {seed}: recomputed; {why}");
                 if (spec.Continual && _o.ScoreBaseClasses && baseBefore is null)
                     baseBefore = ScoreBaseModel(baseModel, scorer, seed, cancel);
                 var firstTask = spec.Continual ? null : SameFirstTask(spec, specs, runs, seed);
@@ -339,9 +342,12 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
     private static double[][] Matrix(int tasks) => [.. Enumerable.Range(0, tasks).Select(t => new double[t + 1])];
 
     /// Everything a finished run's numbers depend on; a cached run with another fingerprint is recomputed.
-    private string Fingerprint(string modelHash, double classifierAccuracy) => JsonSerializer.Serialize(new
+    /// The classifier is named by its SHA-256, so a clone moved or copied elsewhere (with its shipped classifier) keeps
+    /// its cache. Runs cached before that named it by its full path: with `classifierSha256` null this gives their
+    /// fingerprint, accepted too when the classifier is still at that path.
+    private string Fingerprint(string modelHash, double classifierAccuracy, string? classifierSha256) => JsonSerializer.Serialize(new
     {
-        modelHash, classifier = Path.GetFullPath(_o.ClassifierPath), classifierAccuracy, _o.Tasks, _o.ImagesPerConcept, _o.Samples,
+        modelHash, classifier = classifierSha256 is null ? Path.GetFullPath(_o.ClassifierPath) : null, classifierSha256, classifierAccuracy, _o.Tasks, _o.ImagesPerConcept, _o.Samples,
         _o.SampleSteps, _o.Guidance, _o.GuidanceRescale, _o.SampleBatch, _o.ScoreBaseClasses, _o.BasePromptTemplate, _o.ConceptPromptTemplate, _o.DataDir,
         protocol = "fine-grained v1", // FashionProtocol: concept pools, coarse base prompts, KID
         concepts = _o.Concepts.SequenceEqual(FashionConcepts.Labels) ? null : string.Join(",", _o.Concepts), // only when not the default, so earlier caches stay valid

@@ -16,28 +16,30 @@ public sealed class RunCache(string folder)
     /// The few samples per (task, concept) cell the run's grid shows, kept next to its results.
     public string SamplesPathOf(string method, long seed) => Path.Combine(folder, $"{FileSafe(method)}-seed{seed}.samples.safetensors");
 
-    public MethodRun? TryLoad(string method, long seed, string fingerprint)
+    /// The cached run of (method, seed) when it was made with `fingerprint` (or `alsoAccepted`: the same settings as an
+    /// older version of the fingerprint wrote them); null otherwise.
+    public MethodRun? TryLoad(string method, long seed, string fingerprint, string? alsoAccepted = null)
     {
         var path = PathOf(method, seed);
         if (!File.Exists(path)) return null;
         try
         {
             var entry = JsonSerializer.Deserialize<Entry>(File.ReadAllText(path), ResultsJson.Options);
-            return entry is not null && entry.Fingerprint == fingerprint ? entry.Run : null;
+            return entry is not null && (entry.Fingerprint == fingerprint || entry.Fingerprint == alsoAccepted) ? entry.Run : null;
         }
         catch (JsonException) { return null; } // a file from another version: recompute
     }
 
     /// Why a cached run of (method, seed) is not reused: null when there is none or it matches; otherwise where its
     /// fingerprint first differs from `fingerprint` (a few characters of each), so a user sees which setting changed.
-    public string? Mismatch(string method, long seed, string fingerprint)
+    public string? Mismatch(string method, long seed, string fingerprint, string? alsoAccepted = null)
     {
         var path = PathOf(method, seed);
         if (!File.Exists(path)) return null;
         string stored;
         try { stored = JsonSerializer.Deserialize<Entry>(File.ReadAllText(path), ResultsJson.Options)?.Fingerprint ?? ""; }
         catch (JsonException e) { return $"{path} cannot be read ({e.Message})"; }
-        if (stored == fingerprint) return null;
+        if (stored == fingerprint || stored == alsoAccepted) return null;
         int i = 0;
         while (i < stored.Length && i < fingerprint.Length && stored[i] == fingerprint[i]) i++;
         static string Around(string s, int at) => s.Substring(Math.Max(0, at - 40), Math.Min(s.Length, at + 60) - Math.Max(0, at - 40)).Replace("\n", " ");

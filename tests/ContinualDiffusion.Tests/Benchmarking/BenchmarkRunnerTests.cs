@@ -114,5 +114,32 @@ public sealed class BenchmarkRunnerTests : IDisposable
         Assert.Equal(3, again.Messages.Count(m => m.Contains("reusing the finished run")));
         Assert.Equal(results.Runs.Select(r => r.R[1][1]), second.Runs.Select(r => r.R[1][1]));
         Assert.True(File.Exists(Path.Combine(options.OutDir, BenchmarkRunner.GridFileName(0)))); // redrawn from the cached samples
+
+        // The classifier is named by its content: a copy elsewhere (a clone moved to another folder) keeps the cache.
+        var moved = Path.Combine(_dir, "elsewhere", "classifier.safetensors");
+        Directory.CreateDirectory(Path.GetDirectoryName(moved)!);
+        File.Copy(options.ClassifierPath, moved);
+        var afterMove = new Recorder();
+        new BenchmarkRunner(options with { ClassifierPath = moved }, afterMove).Run();
+        Assert.Equal(0, afterMove.Steps);
+        Assert.Equal(3, afterMove.Messages.Count(m => m.Contains("reusing the finished run")));
+
+        // A run cached before that (its fingerprint names the classifier's full path) is still reused from that path...
+        var cache = new RunCache(Path.Combine(options.OutDir, BenchmarkRunner.RunsFolder));
+        var cached = cache.PathOf("lora", 0);
+        var entry = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(cached))!;
+        var fingerprint = entry["fingerprint"]!.GetValue<string>();
+        var byHash = $"\"classifierSha256\":\"{ContinualDiffusion.Runs.RunDirectory.Sha256File(options.ClassifierPath)}\"";
+        Assert.Contains(byHash, fingerprint);
+        entry["fingerprint"] = fingerprint.Replace(byHash, $"\"classifier\":{System.Text.Json.JsonSerializer.Serialize(Path.GetFullPath(options.ClassifierPath))}");
+        File.WriteAllText(cached, entry.ToJsonString());
+        var legacy = new Recorder();
+        new BenchmarkRunner(options, legacy).Run();
+        Assert.Equal(3, legacy.Messages.Count(m => m.Contains("reusing the finished run")));
+        // ...but not from another path (that fingerprint cannot say which classifier it was).
+        var elsewhere = new Recorder();
+        new BenchmarkRunner(options with { ClassifierPath = moved }, elsewhere).Run();
+        Assert.Equal(2, elsewhere.Messages.Count(m => m.Contains("reusing the finished run")));
+        Assert.Contains(elsewhere.Messages, m => m.Contains("lora seed 0: recomputed"));
     }
 }
