@@ -42,7 +42,7 @@ public sealed class AutoencoderKL : nn.Module
         using var scope = torch.NewDisposeScope();
         var outputDType = image.dtype;
         var weights = quant_conv.weight!.dtype;
-        var moments = quant_conv.call(encoder.call(image.dtype == weights ? image : image.to(weights)));
+        var moments = OneDnnSafeConv.Forward(quant_conv, encoder.call(image.dtype == weights ? image : image.to(weights)));
         if (moments.dtype != outputDType) moments = moments.to(outputDType); // the posterior's arithmetic in the caller's dtype
         var halves = moments.chunk(2, dim: 1);
         var mean = halves[0].contiguous();
@@ -71,7 +71,7 @@ public sealed class AutoencoderKL : nn.Module
     {
         using var scope = torch.NewDisposeScope();
         var weights = post_quant_conv.weight!.dtype;
-        var image = decoder.call(post_quant_conv.call(latent.dtype == weights ? latent : latent.to(weights)));
+        var image = decoder.call(OneDnnSafeConv.Forward(post_quant_conv, latent.dtype == weights ? latent : latent.to(weights)));
         return (image.dtype == latent.dtype ? image : image.to(latent.dtype)).MoveToOuterDisposeScope();
     }
 }

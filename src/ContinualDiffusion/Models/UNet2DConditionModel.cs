@@ -160,7 +160,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
 
         h = conv_norm_out.call(h);
         trace?.Invoke("conv_norm_out", h);
-        h = conv_out.call(nn.functional.silu(h));
+        h = OneDnnSafeConv.Forward(conv_out, nn.functional.silu(h));
         trace?.Invoke("conv_out", h);
         return (h.dtype == outputDType ? h : h.to(outputDType)).MoveToOuterDisposeScope();
     }

@@ -37,7 +37,7 @@ public sealed class VaeDecoder : nn.Module<Tensor, Tensor>
         var h = conv_in.call(latent);
         h = mid_block.call(h);
         foreach (var block in up_blocks) h = block.call(h);
-        h = conv_out.call(nn.functional.silu(conv_norm_out.call(h)));
+        h = OneDnnSafeConv.Forward(conv_out, nn.functional.silu(conv_norm_out.call(h)));
         return h.MoveToOuterDisposeScope();
     }
 }

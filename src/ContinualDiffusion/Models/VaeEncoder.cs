@@ -34,7 +34,7 @@ public sealed class VaeEncoder : nn.Module<Tensor, Tensor>
         var h = conv_in.call(image);
         foreach (var block in down_blocks) h = block.call(h);
         h = mid_block.call(h);
-        h = conv_out.call(nn.functional.silu(conv_norm_out.call(h)));
+        h = OneDnnSafeConv.Forward(conv_out, nn.functional.silu(conv_norm_out.call(h)));
         return h.MoveToOuterDisposeScope();
     }
 }
