@@ -15,6 +15,9 @@
 #       oneDNN off) and of sampling (fp32/bf16), each in its own process, side by side; frozen weights' size per dtype
 #   scripts/bench.sh robustness [--per-loader 250] [--kills 20] [--classify-per-loader 100] [--classify-kills 10] [--only diffusion|classify] [--seed 0] [--report FILE]
 #       damaged safetensors, images, configs, manifests, pickles and kill -9 fed to cdiff and cdiff classify: crashes, wrong exit codes
+#   scripts/bench.sh onednn-conv [--trials 30]
+#       oneDNN's input gradient through few-channel convolutions (conv_out) against libtorch's own kernel, plain and
+#       padded (Models/OneDnnSafeConv): whether this libtorch still needs the workaround
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -28,8 +31,8 @@ case "$mode" in
     arch="sd15"; [[ "$mode" == train ]] && arch="tiny"
     if [[ $# -gt 0 && "$1" != --* ]]; then arch="$1"; shift; fi
     exec "${bench[@]}" "$mode" --model-config "configs/models/$arch.json" --tokenizer tests/fixtures/sd-tiny/tokenizer "$@" ;;
-  classifier|prompts|robustness|memory)
+  classifier|prompts|robustness|memory|onednn-conv)
     exec "${bench[@]}" "$mode" "$@" ;;
   *)
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

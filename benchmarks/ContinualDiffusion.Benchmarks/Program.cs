@@ -16,6 +16,7 @@ if (args.Length > 0 && args[0] == "concept-images") return ContinualDiffusion.Be
 if (args.Length > 0 && args[0] == "classifier") return ContinualDiffusion.Benchmarks.ClassifierBenchmark.Run(args[1..]);
 if (args.Length > 0 && args[0] == "sample") return ContinualDiffusion.Benchmarks.SampleBenchmark.Run(args[1..]);
 if (args.Length > 0 && args[0] == "memory") return ContinualDiffusion.Benchmarks.MemoryBenchmark.Run(args[1..]);
+if (args.Length > 0 && args[0] == "onednn-conv") return ContinualDiffusion.Benchmarks.OneDnnConvBenchmark.Run(args[1..]);
 if (args.Length > 0 && args[0] == "memory-worker") return ContinualDiffusion.Benchmarks.MemoryBenchmark.Worker(args[1..]);
 ContinualDiffusion.Runtime.TorchSetup.Initialize();
 var options = ParseArgs(args);

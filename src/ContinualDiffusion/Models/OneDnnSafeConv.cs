@@ -5,17 +5,19 @@ using static TorchSharp.torch;
 namespace ContinualDiffusion.Models;
 
 /// Calls a convolution whose output channels are not a multiple of 16 (the UNet's `conv_out` has 4, the VAE's have
-/// 3, 4 or 8) so that oneDNN's backward pass through it stays finite.
+/// 3, 4 or 8) so that oneDNN's backward pass through it gives the right input gradient.
 ///
 /// The bug (libtorch 2.10's oneDNN 3.7.1, this AVX-512 CPU): oneDNN keeps convolution tensors in blocks of 16
-/// channels, so a 4-channel output gradient is handed to its backward-data kernel padded to 16; now and then the
-/// input gradient comes back NaN although every value going in is finite. It comes and goes between runs of the same
-/// seeded inputs (uninitialised padding read as 0 × NaN is the likely mechanism; not proven). Measured on the SD 1.5
-/// architecture at 512², batch 1, oneDNN on: with autograd's anomaly mode, the first function returning NaN was the
-/// backward of the UNet's `conv_out` (oneDNN verbose: `jit_bf16` backward_data, oc 4 padded), in two runs out of
-/// two; without this class bf16 training dropped 10 of 11 steps in one run and 1 of 8 in another; with it 0 of 12
-/// and 0 of 8 (also with anomaly mode on). The same signature — the UNet output's gradient finite, everything
-/// upstream NaN — is fp32's sporadic NaN with batch ≥ 2 that Training/NonFiniteStepGuard retries.
+/// channels, and its backward-data pass through a convolution with 3 or 4 output channels returns a wrong input
+/// gradient: `scripts/bench.sh onednn-conv` (docs/results/onednn-conv-2026-12-07.txt), fp32, 30 random trials per shape,
+/// the Fashion model's conv_out (32 → 4, 8×8, batch 8), SD 1.5's (320 → 4, 64×64, batch 1) and a VAE-like 128 → 3:
+/// every trial off libtorch's own kernel, by up to 45–48% of the gradient's largest value, silently (finite);
+/// the same convolution with 16 output channels, or padded as below: under 1e-6. Sometimes the wrong values are NaN:
+/// that was fp32's sporadic NaN at batch ≥ 2 (Training/NonFiniteStepGuard) and bf16's NaN steps at 512² (autograd's
+/// anomaly mode: the first function returning NaN was ConvolutionBackward0 of the UNet's conv_out; oneDNN verbose:
+/// backward_data with the output gradient padded from 4 to 16 channels). Uninitialised block padding is the likely
+/// mechanism, not proven. Measured effects: the Fashion benchmark's runs reproduce the oneDNN-off figures only with
+/// this class; bf16 training at 512² went from 13 non-finite steps in 24 to 0 in 24 (docs/results/bf16-cpu-2026-12-07.txt).
 ///
 /// The workaround: weight and bias padded with zero output channels to the next multiple of 16, the output narrowed
 /// back, so oneDNN receives a full block of real zeros. The kept channels are the same sums; the added ones are

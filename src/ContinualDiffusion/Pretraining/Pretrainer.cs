@@ -36,7 +36,8 @@ public static class Pretrainer
                 : $"--out {outDir}: holds a model pretrained with different options or data (fingerprint {existing.Fingerprint[..12]}, this request {fingerprint[..12]}); pass --force to retrain it");
         }
 
-        // oneDNN stays on (4x faster convolutions); NonFiniteStepGuard recomputes its sporadic NaN steps without it.
+        // oneDNN stays on (4x faster convolutions); its few-channel convolutions go through Models/OneDnnSafeConv, and
+        // NonFiniteStepGuard recomputes a non-finite step without it.
         TorchSetup.Initialize();
         info?.Invoke($"{data.Count} images, {data.Captions.Distinct().Count()} distinct captions, architecture {arch}");
         using var model = Build(arch, request);

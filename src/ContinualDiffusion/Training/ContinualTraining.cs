@@ -69,9 +69,6 @@ public static class ContinualTraining
         using var images = ImageFolder.Load(r.ImagesDir, resolution, config.MaxImagePixels, warn);
         var clock = Stopwatch.StartNew();
         using var model = StableDiffusion.Load(source, r.Device, r.Precision);
-        if (model.Precision.IsHalf && model.Device.type == DeviceType.CPU)
-            warn?.Invoke($"--dtype {model.Precision.Name} on the CPU: training steps in bf16 turned non-finite at 512x512 in our measurements " +
-                "(non-finite steps are computed again and dropped; ten in a row stop the task); fp32 is the safe choice here");
         model.Unet.GradientCheckpointing = r.GradientCheckpointing;
 
         // Earlier tasks: their tokens (frozen) and, composed as the method composes them, each layer's frozen past delta.
