@@ -32,7 +32,7 @@ public static class TorchSetup
     /// switching it off for a whole task was the earlier design, below.
     ///
     /// The cause, found later: oneDNN's backward through convolutions with 4 output channels (Models/OneDnnSafeConv,
-    /// which pads them), not oneDNN as a whole. Why it was switched off: with libtorch 2.5 (TorchSharp 0.107) on this CPU, a backward pass through the UNet with batch ≥ 2
+    /// which pads them), not oneDNN as a whole. Why it was switched off: with TorchSharp 0.107's libtorch on this CPU, a backward pass through the UNet with batch ≥ 2
     /// returned all-NaN input gradients in roughly one fresh process in three (the UNet output's gradient was
     /// finite, everything upstream NaN), and training died at step 2. With oneDNN off: 0 in 26 runs; measured
     /// with `scripts/bench.sh train tiny --batch 2 --steps 3` repeated. Batch 1 never showed it. The cost is

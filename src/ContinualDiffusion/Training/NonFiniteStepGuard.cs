@@ -2,8 +2,9 @@ using ContinualDiffusion.Runtime;
 
 namespace ContinualDiffusion.Training;
 
-/// Since Models/OneDnnSafeConv, a safety net: the NaNs below came from oneDNN's backward through the 4-channel
-/// conv_out (which also gave silently wrong finite gradients); the Fashion benchmark's 33,600 fp32 training steps then
+/// Since Models/OneDnnSafeConv, a safety net: bf16's NaNs were traced to oneDNN's backward through the 4-channel
+/// conv_out (which gives wrong finite gradients too), and fp32's most likely came from there as well (the same
+/// signature; 1 NaN in 30 trials of scripts/bench.sh onednn-conv); the Fashion benchmark's 33,600 fp32 training steps then
 /// needed no retry (52 before), nor did 4,000 bf16 steps on it or 24 at 512² (13 of 24 non-finite before). History below.
 ///
 /// Lets training (pretraining and `cdiff train`'s tasks) use oneDNN's convolutions, which are about 4× faster on this project's 2-core CPU

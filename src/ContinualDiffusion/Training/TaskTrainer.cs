@@ -43,7 +43,7 @@ public sealed class TaskTrainer : IDisposable
     private readonly Action<string>? _info;
     private readonly bool _halfOnCpu;
 
-    /// Steps whose non-finite gradients (oneDNN's sporadic NaNs) were computed again (NonFiniteStepGuard).
+    /// Steps whose non-finite gradients were computed again (NonFiniteStepGuard).
     public int RetriedSteps => _guard.Retried;
 
     /// Half precision on the CPU: steps still non-finite when computed again, whose update was dropped.
