@@ -2,9 +2,9 @@
 # Model benchmarks (random weights, so no download is needed); each prints its figures and peak RSS.
 #   scripts/bench.sh unet   [--config tests/fixtures/configs/sd15/unet.json] [--size 64] [--batch 2] [--runs 3] [--threads N]
 #       one UNet forward at SD 1.5 size, 64x64 latents, batch 2 as with classifier-free guidance
-#   scripts/bench.sh train  [tiny|sd15] [--resolution 512] [--batch 1] [--steps 3] [--ranks 4,16]
+#   scripts/bench.sh train  [tiny|sd15] [--model DIR] [--resolution 512] [--batch 1] [--steps 3] [--ranks 4,16] [--onednn on|off]
 #       C-LoRA training steps at task 1 and task 5 side by side, adapter bytes per task
-#   scripts/bench.sh sample [tiny|sd15] [--steps 3] [--size 512] [--scheduler ddim]
+#   scripts/bench.sh sample [tiny|sd15] [--steps 3] [--size 512] [--scheduler ddim] [--onednn on|off]
 #       a whole `cdiff sample` generation: per-step time and peak memory
 #   scripts/bench.sh classifier [--epochs 3] [--lr 4e-3] [--batch 128] [--seed 0]
 #       trains the Fashion-MNIST scoring classifier: wall time and test accuracy

@@ -8,7 +8,7 @@ namespace ContinualDiffusion.Benchmarks;
 /// batch, VAE decode) on an architecture from configs/models/*.json with random weights, and reports the
 /// per-step time the pipeline itself measures plus the process's peak RSS, the figure a user's machine needs.
 ///
-///   bench sample --model-config configs/models/sd15.json --tokenizer DIR [--steps 3] [--size 512] [--scheduler ddim]
+///   bench sample --model-config configs/models/sd15.json --tokenizer DIR [--steps 3] [--size 512] [--scheduler ddim] [--onednn on|off]
 internal static class SampleBenchmark
 {
     public static int Run(string[] args)
@@ -17,9 +17,10 @@ internal static class SampleBenchmark
         for (int i = 0; i + 1 < args.Length; i += 2) o[args[i].TrimStart('-')] = args[i + 1];
         int steps = int.Parse(o.GetValueOrDefault("steps", "3"), CultureInfo.InvariantCulture);
         Runtime.TorchSetup.Initialize();
+        string oneDnn = TrainBenchmark.OneDnn(o);
         using var model = TrainBenchmark.Build(o["model-config"], o["tokenizer"]);
         int size = int.Parse(o.GetValueOrDefault("size", (model.Unet.Config.SampleSize * model.VaeScaleFactor).ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
-        Console.WriteLine($"{o["model-config"]}: {size}x{size}, {steps} steps, RSS after build {TrainBenchmark.Rss("VmRSS")}");
+        Console.WriteLine($"{o["model-config"]}: {size}x{size}, {steps} steps, oneDNN {oneDnn}, RSS after build {TrainBenchmark.Rss("VmRSS")}");
 
         var stepTimes = new List<double>();
         var progress = new SyncProgress(p => { stepTimes.Add(p.StepSeconds); Console.WriteLine($"  step {p.Step}/{p.TotalSteps}: {p.StepSeconds:F2} s"); });

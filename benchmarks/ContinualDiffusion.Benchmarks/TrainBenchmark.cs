@@ -16,7 +16,8 @@ namespace ContinualDiffusion.Benchmarks;
 /// configs/models/*.json with random weights: at task 1 (no past) and at task 5 (past deltas present), side by
 /// side in one process, plus peak RSS and the adapter file size at the given ranks.
 ///
-///   bench train --model-config configs/models/sd15.json --tokenizer DIR [--resolution 512] [--batch 1] [--steps 3] [--ranks 4,16]
+///   bench train --model-config configs/models/sd15.json --tokenizer DIR [--resolution 512] [--batch 1] [--steps 3] [--ranks 4,16] [--onednn on|off]
+///   bench train --model models/fashion-base ...   (a real model folder instead of random weights)
 internal static class TrainBenchmark
 {
     public static int Run(string[] args)
@@ -28,13 +29,14 @@ internal static class TrainBenchmark
         int batch = int.Parse(o.GetValueOrDefault("batch", "1"), CultureInfo.InvariantCulture);
         var ranks = o.GetValueOrDefault("ranks", "4,16").Split(',').Select(int.Parse).ToArray();
         Runtime.TorchSetup.Initialize();
+        string oneDnn = OneDnn(o);
 
         var model = o.TryGetValue("model", out var modelDir)
             ? StableDiffusion.Load(Checkpoints.DiffusersFolder.Open(modelDir))
             : Build(arch, tokenizerDir);
         if (o.ContainsKey("model")) arch = modelDir!;
         int resolution = int.Parse(o.GetValueOrDefault("resolution", (model.Unet.Config.SampleSize * model.VaeScaleFactor).ToString()), CultureInfo.InvariantCulture);
-        Console.WriteLine($"{arch}: UNet {model.Unet.parameters().Sum(p => p.numel()):N0} params, {model.Unet.CrossAttentions().Count} cross-attentions; {resolution}x{resolution}, batch {batch}, RSS {Rss("VmRSS")}");
+        Console.WriteLine($"{arch}: UNet {model.Unet.parameters().Sum(p => p.numel()):N0} params, {model.Unet.CrossAttentions().Count} cross-attentions; {resolution}x{resolution}, batch {batch}, oneDNN {oneDnn}, RSS {Rss("VmRSS")}");
 
         var images = torch.rand(Math.Max(batch, 2), 3, resolution, resolution).Times(2).Minus(1);
         using var latents = ConceptLatents.Encode(model.Vae, images, withFlips: false, batchSize: 1);
@@ -68,6 +70,15 @@ internal static class TrainBenchmark
             }
         }
         return 0;
+    }
+
+    /// `--onednn on|off` (default on, as `cdiff train` runs): off turns oneDNN's kernels off for the whole process.
+    internal static string OneDnn(Dictionary<string, string> o)
+    {
+        string value = o.GetValueOrDefault("onednn", "on");
+        if (value is not ("on" or "off")) throw new ArgumentException($"--onednn: expected on or off, got '{value}'");
+        if (value == "off") Runtime.TorchSetup.UseTrainingSafeKernels();
+        return value;
     }
 
     /// Puts the original Linear back into every adapted projection.
