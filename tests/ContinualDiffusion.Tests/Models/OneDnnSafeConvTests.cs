@@ -7,7 +7,8 @@ namespace ContinualDiffusion.Tests.Models;
 /// The padded path (the workaround for oneDNN's wrong backward through few-channel convolutions) must compute what the
 /// plain call computes, forward and backward, and must be left alone where no gradient flows (sampling keeps its
 /// outputs) and for convolutions it cannot pad exactly. The test host runs with oneDNN off: this checks the arithmetic
-/// of the workaround, not the bug (`scripts/bench.sh onednn-conv` measures that).
+/// of the workaround, not the bug (`scripts/bench.sh onednn-conv` measures that); OneDnnSafeCallSitesTests checks that
+/// the models use it.
 public class OneDnnSafeConvTests
 {
     public static TheoryData<long, long, long, long, long, bool> Shapes => new()
