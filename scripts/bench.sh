@@ -24,13 +24,18 @@ cd "$root"
 mode="${1:-}"; shift || true
 dotnet build benchmarks/ContinualDiffusion.Benchmarks -c Release -v quiet -nologo >/dev/null
 bench=(dotnet benchmarks/ContinualDiffusion.Benchmarks/bin/Release/net10.0/ContinualDiffusion.Benchmarks.dll)
+given() { local a; for a in "${@:2}"; do [[ "$a" == "$1" ]] && return 0; done; return 1; }   # an option given twice is an error
 case "$mode" in
   unet)
-    exec "${bench[@]}" --config tests/fixtures/configs/sd15/unet.json "$@" ;;
+    defaults=(); given --config "$@" || defaults=(--config tests/fixtures/configs/sd15/unet.json)
+    exec "${bench[@]}" "${defaults[@]+"${defaults[@]}"}" "$@" ;;
   train|sample)
     arch="sd15"; [[ "$mode" == train ]] && arch="tiny"
     if [[ $# -gt 0 && "$1" != --* ]]; then arch="$1"; shift; fi
-    exec "${bench[@]}" "$mode" --model-config "configs/models/$arch.json" --tokenizer tests/fixtures/sd-tiny/tokenizer "$@" ;;
+    defaults=()
+    given --model-config "$@" || defaults+=(--model-config "configs/models/$arch.json")
+    given --tokenizer "$@" || defaults+=(--tokenizer tests/fixtures/sd-tiny/tokenizer)
+    exec "${bench[@]}" "$mode" "${defaults[@]+"${defaults[@]}"}" "$@" ;;
   classifier|prompts|robustness|memory|onednn-conv)
     exec "${bench[@]}" "$mode" "$@" ;;
   *)

@@ -12,15 +12,14 @@ internal static class ClassifierBenchmark
 {
     public static int Run(string[] args)
     {
-        var o = new Dictionary<string, string>(StringComparer.Ordinal);
-        for (int i = 0; i + 1 < args.Length; i += 2) o[args[i].TrimStart('-')] = args[i + 1];
+        var o = BenchOptions.Parse("classifier", args, "epochs", "lr", "batch", "seed");
         var defaults = new ClassifierTraining.Options();
         var options = defaults with
         {
-            Epochs = o.TryGetValue("epochs", out var e) ? int.Parse(e, CultureInfo.InvariantCulture) : defaults.Epochs,
-            LearningRate = o.TryGetValue("lr", out var lr) ? double.Parse(lr, CultureInfo.InvariantCulture) : defaults.LearningRate,
-            BatchSize = o.TryGetValue("batch", out var b) ? int.Parse(b, CultureInfo.InvariantCulture) : defaults.BatchSize,
-            Seed = o.TryGetValue("seed", out var s) ? long.Parse(s, CultureInfo.InvariantCulture) : defaults.Seed,
+            Epochs = o.Int("epochs", defaults.Epochs),
+            LearningRate = o.Positive("lr", defaults.LearningRate),
+            BatchSize = o.Int("batch", defaults.BatchSize),
+            Seed = o.Long("seed", defaults.Seed),
         };
         Runtime.TorchSetup.Initialize();
         var train = FashionMnist.LoadTrain();

@@ -29,14 +29,14 @@ internal static class MemoryBenchmark
 
     public static int Run(string[] args)
     {
-        var o = Options(args);
+        var o = Options("memory", args);
         Case[] cases =
         [
             new("train", "fp32", false, true), new("train", "fp32", true, true), new("train", "bf16", false, true), new("train", "bf16", true, true),
             new("train", "fp32", false, false),
             new("sample", "fp32", false, true), new("sample", "bf16", false, true),
         ];
-        if (o.TryGetValue("only", out var only)) cases = [.. cases.Where(c => c.What == only)];
+        if (o["only"] != "all") cases = [.. cases.Where(c => c.What == o["only"])];
         Console.WriteLine($"SD architecture {o["model-config"]}, {o["resolution"]}×{o["resolution"]}, batch 1, random weights; {o["train-steps"]} training steps " +
             $"(the first is warm-up), {o["sample-steps"]} sampling steps with guidance (batch 2 per UNet call); one child process per line; torch threads {torch.get_num_threads()}");
         var results = new List<Result>();
@@ -106,7 +106,7 @@ internal static class MemoryBenchmark
     /// The child: one configuration, one JSON line.
     public static int Worker(string[] args)
     {
-        var o = Options(args);
+        var o = Options("memory-worker", args, "what", "dtype", "checkpointing", "onednn");
         TorchSetup.Initialize();
         if (o["onednn"] == "off") TorchSetup.UseTrainingSafeKernels();
         var precision = ComputePrecision.Parse(o["dtype"], vaeFp32: false, torch.CPU);
@@ -172,18 +172,18 @@ internal static class MemoryBenchmark
         return line is null ? double.NaN : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
     }
 
-    private static Dictionary<string, string> Options(string[] args)
+    /// The options with their defaults filled in, checked (BenchOptions); the worker also takes the case's own four.
+    private static Dictionary<string, string> Options(string command, string[] args, params string[] workerOptions)
     {
-        var o = new Dictionary<string, string>
+        var b = BenchOptions.Parse(command, args, ["model-config", "tokenizer", "resolution", "train-steps", "sample-steps", "only", .. workerOptions]);
+        string Number(string name, int fallback) => b.Int(name, fallback).ToString(CultureInfo.InvariantCulture);
+        return new Dictionary<string, string>
         {
-            ["model-config"] = "configs/models/sd15.json", ["tokenizer"] = "tests/fixtures/sd-tiny/tokenizer", ["resolution"] = "512",
-            ["train-steps"] = "3", ["sample-steps"] = "30",
+            ["model-config"] = b.Text("model-config", "configs/models/sd15.json"), ["tokenizer"] = b.Text("tokenizer", "tests/fixtures/sd-tiny/tokenizer"),
+            ["resolution"] = Number("resolution", 512), ["train-steps"] = Number("train-steps", 3), ["sample-steps"] = Number("sample-steps", 30),
+            ["only"] = b.OneOf("only", "all", "all", "train", "sample"),
+            ["what"] = b.OneOf("what", "train", "train", "sample"), ["dtype"] = b.Text("dtype", "fp32"),
+            ["checkpointing"] = b.OneOf("checkpointing", "off", "on", "off"), ["onednn"] = b.OneOf("onednn", "on", "on", "off"),
         };
-        for (int i = 0; i + 1 < args.Length; i += 2)
-        {
-            if (!args[i].StartsWith("--", StringComparison.Ordinal)) throw new ArgumentException($"expected '--name value' pairs, got '{args[i]}'");
-            o[args[i][2..]] = args[i + 1];
-        }
-        return o;
     }
 }

@@ -16,7 +16,7 @@ public static class OneDnnConvBenchmark
 {
     public static int Run(string[] args)
     {
-        int trials = args.Length >= 2 && args[0] == "--trials" ? int.Parse(args[1], CultureInfo.InvariantCulture) : 30;
+        int trials = BenchOptions.Parse("onednn-conv", args, "trials").Int("trials", 30);
         TorchSetup.Initialize();
         if (!TorchSetup.MkldnnEnabled()) { Console.Error.WriteLine("oneDNN is not available in this libtorch: nothing to compare"); return 2; }
         Console.WriteLine($"input gradient vs libtorch's own kernel, worst of {trials} random trials (share of its largest value); torch threads {torch.get_num_threads()}");

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using ContinualDiffusion.Benchmarks;
 using ContinualDiffusion.Models;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -8,53 +9,66 @@ using static TorchSharp.torch;
 // calls it: one batch of 2 (unconditional + conditional) per step. Prints per-forward times and peak RSS.
 //
 //   bench-unet [--config unet.json] [--size 64] [--batch 2] [--runs 3] [--threads N] [--context 77]
-if (args.Length > 0 && args[0] == "robustness") return ContinualDiffusion.Benchmarks.Robustness.RobustnessBenchmark.Run(args[1..]);
-if (args.Length > 0 && args[0] == "robustness-worker") return ContinualDiffusion.Benchmarks.Robustness.CliWorker.Serve();
-if (args.Length > 0 && args[0] == "train") return ContinualDiffusion.Benchmarks.TrainBenchmark.Run(args[1..]);
-if (args.Length > 0 && args[0] == "prompts") return ContinualDiffusion.Benchmarks.PromptAccuracyBenchmark.Run(args[1..]);
-if (args.Length > 0 && args[0] == "concept-images") return ContinualDiffusion.Benchmarks.PromptAccuracyBenchmark.WriteConceptImages(args[1..]);
-if (args.Length > 0 && args[0] == "classifier") return ContinualDiffusion.Benchmarks.ClassifierBenchmark.Run(args[1..]);
-if (args.Length > 0 && args[0] == "sample") return ContinualDiffusion.Benchmarks.SampleBenchmark.Run(args[1..]);
-if (args.Length > 0 && args[0] == "memory") return ContinualDiffusion.Benchmarks.MemoryBenchmark.Run(args[1..]);
-if (args.Length > 0 && args[0] == "onednn-conv") return ContinualDiffusion.Benchmarks.OneDnnConvBenchmark.Run(args[1..]);
-if (args.Length > 0 && args[0] == "memory-worker") return ContinualDiffusion.Benchmarks.MemoryBenchmark.Worker(args[1..]);
-ContinualDiffusion.Runtime.TorchSetup.Initialize();
-var options = ParseArgs(args);
-string configPath = options.GetValueOrDefault("config") ?? throw new ArgumentException("--config <unet/config.json> is required");
-int size = Int(options, "size", 64), batch = Int(options, "batch", 2), runs = Int(options, "runs", 3), tokens = Int(options, "context", 77);
-if (options.TryGetValue("threads", out var threads)) torch.set_num_threads(int.Parse(threads, CultureInfo.InvariantCulture));
-
-var config = UNetConfig.Load(configPath);
-Console.WriteLine($"config {configPath}: block_out_channels [{string.Join(", ", config.BlockOutChannels)}], cross_attention_dim {config.CrossAttentionDim}");
-Console.WriteLine($"torch threads {torch.get_num_threads()}, latents [{batch}, {config.InChannels}, {size}, {size}], context [{batch}, {tokens}, {config.CrossAttentionDims()[0]}]");
-
-var build = Stopwatch.StartNew();
-torch.manual_seed(0);
-using var unet = new UNet2DConditionModel(config);
-unet.eval();
-long parameters = unet.parameters().Sum(p => p.numel());
-Console.WriteLine($"built in {build.Elapsed.TotalSeconds:F1} s: {parameters:N0} parameters ({parameters * 4 / 1e9:F2} GB fp32), RSS {Rss("VmRSS")}");
-
-using var noGrad = torch.no_grad();
-using var sample = torch.randn(batch, config.InChannels, size, size);
-using var context = torch.randn(batch, tokens, config.CrossAttentionDims()[0]);
-using var timestep = torch.tensor(500L);
-
-var times = new List<double>();
-for (int i = 0; i <= runs; i++)
+try
 {
-    using var scope = torch.NewDisposeScope();
-    var sw = Stopwatch.StartNew();
-    var output = unet.call(sample, timestep, context);
-    _ = output.sum().item<float>(); // force completion
-    sw.Stop();
-    string label = i == 0 ? "warm-up" : $"run {i}";
-    Console.WriteLine($"{label}: {sw.Elapsed.TotalSeconds:F2} s, output [{string.Join(", ", output.shape)}], finite {output.isfinite().all().item<bool>()}");
-    if (i > 0) times.Add(sw.Elapsed.TotalSeconds);
+    return Run(args);
 }
-Console.WriteLine($"forward (batch {batch}, {size}x{size} latents): mean {times.Average():F2} s, min {times.Min():F2} s over {runs} runs");
-Console.WriteLine($"peak RSS {Rss("VmHWM")}");
-return 0;
+catch (BenchUsageException e)
+{
+    Console.Error.WriteLine($"bench {e.Message}");
+    return 2;
+}
+
+static int Run(string[] args)
+{
+    if (args.Length > 0 && args[0] == "robustness") return ContinualDiffusion.Benchmarks.Robustness.RobustnessBenchmark.Run(args[1..]);
+    if (args.Length > 0 && args[0] == "robustness-worker") return ContinualDiffusion.Benchmarks.Robustness.CliWorker.Serve();
+    if (args.Length > 0 && args[0] == "train") return ContinualDiffusion.Benchmarks.TrainBenchmark.Run(args[1..]);
+    if (args.Length > 0 && args[0] == "prompts") return ContinualDiffusion.Benchmarks.PromptAccuracyBenchmark.Run(args[1..]);
+    if (args.Length > 0 && args[0] == "concept-images") return ContinualDiffusion.Benchmarks.PromptAccuracyBenchmark.WriteConceptImages(args[1..]);
+    if (args.Length > 0 && args[0] == "classifier") return ContinualDiffusion.Benchmarks.ClassifierBenchmark.Run(args[1..]);
+    if (args.Length > 0 && args[0] == "sample") return ContinualDiffusion.Benchmarks.SampleBenchmark.Run(args[1..]);
+    if (args.Length > 0 && args[0] == "memory") return ContinualDiffusion.Benchmarks.MemoryBenchmark.Run(args[1..]);
+    if (args.Length > 0 && args[0] == "onednn-conv") return ContinualDiffusion.Benchmarks.OneDnnConvBenchmark.Run(args[1..]);
+    if (args.Length > 0 && args[0] == "memory-worker") return ContinualDiffusion.Benchmarks.MemoryBenchmark.Worker(args[1..]);
+    var options = BenchOptions.Parse("unet", args, "config", "size", "batch", "runs", "threads", "context");
+    string configPath = options.Required("config");
+    int size = options.Int("size", 64), batch = options.Int("batch", 2), runs = options.Int("runs", 3), tokens = options.Int("context", 77);
+    ContinualDiffusion.Runtime.TorchSetup.Initialize();
+    if (options.Has("threads")) torch.set_num_threads(options.Int("threads", 0));
+
+    var config = UNetConfig.Load(configPath);
+    Console.WriteLine($"config {configPath}: block_out_channels [{string.Join(", ", config.BlockOutChannels)}], cross_attention_dim {config.CrossAttentionDim}");
+    Console.WriteLine($"torch threads {torch.get_num_threads()}, latents [{batch}, {config.InChannels}, {size}, {size}], context [{batch}, {tokens}, {config.CrossAttentionDims()[0]}]");
+
+    var build = Stopwatch.StartNew();
+    torch.manual_seed(0);
+    using var unet = new UNet2DConditionModel(config);
+    unet.eval();
+    long parameters = unet.parameters().Sum(p => p.numel());
+    Console.WriteLine($"built in {build.Elapsed.TotalSeconds:F1} s: {parameters:N0} parameters ({parameters * 4 / 1e9:F2} GB fp32), RSS {Rss("VmRSS")}");
+
+    using var noGrad = torch.no_grad();
+    using var sample = torch.randn(batch, config.InChannels, size, size);
+    using var context = torch.randn(batch, tokens, config.CrossAttentionDims()[0]);
+    using var timestep = torch.tensor(500L);
+
+    var times = new List<double>();
+    for (int i = 0; i <= runs; i++)
+    {
+        using var scope = torch.NewDisposeScope();
+        var sw = Stopwatch.StartNew();
+        var output = unet.call(sample, timestep, context);
+        _ = output.sum().item<float>(); // force completion
+        sw.Stop();
+        string label = i == 0 ? "warm-up" : $"run {i}";
+        Console.WriteLine($"{label}: {sw.Elapsed.TotalSeconds:F2} s, output [{string.Join(", ", output.shape)}], finite {output.isfinite().all().item<bool>()}");
+        if (i > 0) times.Add(sw.Elapsed.TotalSeconds);
+    }
+    Console.WriteLine($"forward (batch {batch}, {size}x{size} latents): mean {times.Average():F2} s, min {times.Min():F2} s over {runs} runs");
+    Console.WriteLine($"peak RSS {Rss("VmHWM")}");
+    return 0;
+}
 
 static string Rss(string field)
 {
@@ -63,18 +77,3 @@ static string Rss(string field)
     long kb = long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
     return $"{kb / 1024.0 / 1024.0:F2} GiB";
 }
-
-static Dictionary<string, string> ParseArgs(string[] args)
-{
-    var result = new Dictionary<string, string>(StringComparer.Ordinal);
-    for (int i = 0; i < args.Length; i++)
-    {
-        if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length)
-            throw new ArgumentException($"expected '--name value' pairs, got '{args[i]}'");
-        result[args[i][2..]] = args[++i];
-    }
-    return result;
-}
-
-static int Int(Dictionary<string, string> options, string name, int fallback) =>
-    options.TryGetValue(name, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;

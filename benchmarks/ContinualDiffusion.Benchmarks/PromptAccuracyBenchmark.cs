@@ -22,27 +22,27 @@ internal static class PromptAccuracyBenchmark
 {
     public static int Run(string[] args)
     {
-        var o = new Dictionary<string, string>(StringComparer.Ordinal);
-        for (int i = 0; i + 1 < args.Length; i += 2) o[args[i].TrimStart('-')] = args[i + 1];
-        int Int(string k, int d) => o.TryGetValue(k, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : d;
-        var classes = o.GetValueOrDefault("classes", "0,1,2,3,4,5,6,7,8,9").Split(',').Select(int.Parse).ToList();
-        bool coarse = o.GetValueOrDefault("captions", "coarse") == "coarse"; // the model's prompts: coarse groups or one per class
-        var classifierPath = o.GetValueOrDefault("classifier", ClassifierCache.DefaultPath);
-        var settings = new PromptClassAccuracy.Settings(SamplesPerPrompt: Int("samples", 20), Steps: Int("steps", 20), Batch: Int("samples", 20));
+        var o = BenchOptions.Parse("prompts", args, "model", "run", "concepts", "captions", "classes", "samples", "steps", "guidance", "classifier", "recon");
+        var classes = o.Ints("classes", "0,1,2,3,4,5,6,7,8,9", min: 0).ToList();
+        bool coarse = o.OneOf("captions", "coarse", "coarse", "class") == "coarse"; // the model's prompts: coarse groups or one per class
+        var classifierPath = o.Text("classifier", ClassifierCache.DefaultPath);
+        var settings = new PromptClassAccuracy.Settings(SamplesPerPrompt: o.Int("samples", 20), Steps: o.Int("steps", 20), Batch: o.Int("samples", 20));
+        var concepts = o.Has("concepts") ? o.Ints("concepts", "", min: 0).ToList() : null;
+        int? recon = o.Has("recon") ? o.Int("recon", 0) : null;
+        var guidances = o.Positives("guidance", "4");
         // --run DIR --concepts 2,4: score the run's tokens "a photo of <v1>", "<v2>", ... as those labels instead.
-        using var model = o.TryGetValue("run", out var run)
+        using var model = o.Get("run") is { } run
             ? ContinualDiffusion.Runs.RunModel.LoadForSampling(new ContinualDiffusion.Runs.RunDirectory(run))
-            : StableDiffusion.Load(DiffusersFolder.Open(o["model"]));
-        var concepts = o.TryGetValue("concepts", out var cs) ? cs.Split(',').Select(int.Parse).ToList() : null;
+            : StableDiffusion.Load(DiffusersFolder.Open(o.Required("model")));
         // trained (3 epochs, as cdiff benchmark does) and saved there when the file does not exist yet
         using var classifier = ClassifierCache.LoadOrTrain(classifierPath, FashionMnist.LoadTrain(), FashionMnist.LoadTest(), 3, Console.WriteLine).Model;
-        if (o.TryGetValue("recon", out var recon))
-            PrintReconstructionAccuracy(model, classifier, classes, int.Parse(recon, CultureInfo.InvariantCulture));
+        if (recon is { } perClass)
+            PrintReconstructionAccuracy(model, classifier, classes, perClass);
         var prompts = concepts is not null
             ? concepts.Select((label, i) => new PromptTarget(label, $"a photo of {ContinualDiffusion.Text.ConceptTokens.Name(i + 1)}")).ToList()
             : coarse ? FashionConcepts.BasePrompts("a photo of a {}") : classes.Select(c => new PromptTarget(c, CaptionedImages.FashionPrompt(c))).ToList();
         // --guidance 4,7.5: one pass per scale, same seeds
-        foreach (var scale in o.GetValueOrDefault("guidance", "4").Split(',').Select(v => double.Parse(v, CultureInfo.InvariantCulture)))
+        foreach (var scale in guidances)
         {
             var clock = Stopwatch.StartNew();
             var at = settings with { Guidance = scale };
@@ -58,15 +58,15 @@ internal static class PromptAccuracyBenchmark
     /// `cdiff benchmark` makes for that seed) as DIR/<class>/*.png, for training concepts by hand with `cdiff train`.
     public static int WriteConceptImages(string[] args)
     {
-        var o = new Dictionary<string, string>(StringComparer.Ordinal);
-        for (int i = 0; i + 1 < args.Length; i += 2) o[args[i].TrimStart('-')] = args[i + 1];
+        var o = BenchOptions.Parse("concept-images", args, "out", "seed", "count", "labels");
+        string outDir = o.Required("out");
+        long seed = o.Long("seed", 0);
+        int count = o.Int("count", 20);
+        var labels = o.Has("labels") ? o.Ints("labels", "", min: 0).ToList() : [.. FashionConcepts.Labels];
         var train = FashionMnist.LoadTrain();
-        long seed = long.Parse(o.GetValueOrDefault("seed", "0"), CultureInfo.InvariantCulture);
-        int count = int.Parse(o.GetValueOrDefault("count", "20"), CultureInfo.InvariantCulture);
-        var labels = o.TryGetValue("labels", out var ls) ? ls.Split(',').Select(int.Parse).ToList() : [.. FashionConcepts.Labels];
         foreach (int label in labels)
         {
-            var dir = FashionConcepts.WriteFolder(train, label, count, seed, Path.Combine(o["out"], FashionConcepts.Name(label).Replace(' ', '-').Replace('/', '-')));
+            var dir = FashionConcepts.WriteFolder(train, label, count, seed, Path.Combine(outDir, FashionConcepts.Name(label).Replace(' ', '-').Replace('/', '-')));
             Console.WriteLine($"{label} {dir}");
         }
         return 0;

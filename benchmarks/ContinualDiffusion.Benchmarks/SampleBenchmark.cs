@@ -13,14 +13,15 @@ internal static class SampleBenchmark
 {
     public static int Run(string[] args)
     {
-        var o = new Dictionary<string, string>();
-        for (int i = 0; i + 1 < args.Length; i += 2) o[args[i].TrimStart('-')] = args[i + 1];
-        int steps = int.Parse(o.GetValueOrDefault("steps", "3"), CultureInfo.InvariantCulture);
+        var o = BenchOptions.Parse("sample", args, "model-config", "tokenizer", "steps", "size", "scheduler", "onednn");
+        int steps = o.Int("steps", 3);
+        int? sizeGiven = o.Has("size") ? o.Int("size", 0, min: 8) : null;
+        string architecture = o.Required("model-config"), tokenizer = o.Required("tokenizer");
         Runtime.TorchSetup.Initialize();
         string oneDnn = TrainBenchmark.OneDnn(o);
-        using var model = TrainBenchmark.Build(o["model-config"], o["tokenizer"]);
-        int size = int.Parse(o.GetValueOrDefault("size", (model.Unet.Config.SampleSize * model.VaeScaleFactor).ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
-        Console.WriteLine($"{o["model-config"]}: {size}x{size}, {steps} steps, oneDNN {oneDnn}, RSS after build {TrainBenchmark.Rss("VmRSS")}");
+        using var model = TrainBenchmark.Build(architecture, tokenizer);
+        int size = sizeGiven ?? model.Unet.Config.SampleSize * model.VaeScaleFactor;
+        Console.WriteLine($"{architecture}: {size}x{size}, {steps} steps, oneDNN {oneDnn}, RSS after build {TrainBenchmark.Rss("VmRSS")}");
 
         var stepTimes = new List<double>();
         var progress = new SyncProgress(p => { stepTimes.Add(p.StepSeconds); Console.WriteLine($"  step {p.Step}/{p.TotalSteps}: {p.StepSeconds:F2} s"); });
@@ -28,7 +29,7 @@ internal static class SampleBenchmark
         using var image = new TextToImagePipeline(model).Generate(new SampleRequest
         {
             Prompt = "a photo of a cat", Steps = steps, Seed = 0, Height = size, Width = size,
-            Scheduler = o.GetValueOrDefault("scheduler", "ddim"),
+            Scheduler = o.Text("scheduler", "ddim"),
         }, progress);
         double total = clock.Elapsed.TotalSeconds;
         var steady = stepTimes.Skip(1).DefaultIfEmpty(stepTimes[0]).ToList();

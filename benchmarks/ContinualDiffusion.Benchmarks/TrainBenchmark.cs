@@ -22,20 +22,20 @@ internal static class TrainBenchmark
 {
     public static int Run(string[] args)
     {
-        var o = new Dictionary<string, string>();
-        for (int i = 0; i + 1 < args.Length; i += 2) o[args[i].TrimStart('-')] = args[i + 1];
-        string arch = o.GetValueOrDefault("model-config", ""), tokenizerDir = o.GetValueOrDefault("tokenizer", "");
-        int steps = int.Parse(o.GetValueOrDefault("steps", "3"), CultureInfo.InvariantCulture);
-        int batch = int.Parse(o.GetValueOrDefault("batch", "1"), CultureInfo.InvariantCulture);
-        var ranks = o.GetValueOrDefault("ranks", "4,16").Split(',').Select(int.Parse).ToArray();
+        var o = BenchOptions.Parse("train", args, "model-config", "tokenizer", "model", "resolution", "batch", "steps", "ranks", "onednn");
+        string arch = o.Text("model-config", ""), tokenizerDir = o.Text("tokenizer", "");
+        int steps = o.Int("steps", 3);
+        int batch = o.Int("batch", 1);
+        var ranks = o.Ints("ranks", "4,16");
+        int? resolutionGiven = o.Has("resolution") ? o.Int("resolution", 0, min: 8) : null;
         Runtime.TorchSetup.Initialize();
         string oneDnn = OneDnn(o);
 
-        var model = o.TryGetValue("model", out var modelDir)
+        var model = o.Get("model") is { } modelDir
             ? StableDiffusion.Load(Checkpoints.DiffusersFolder.Open(modelDir))
             : Build(arch, tokenizerDir);
-        if (o.ContainsKey("model")) arch = modelDir!;
-        int resolution = int.Parse(o.GetValueOrDefault("resolution", (model.Unet.Config.SampleSize * model.VaeScaleFactor).ToString()), CultureInfo.InvariantCulture);
+        if (o.Get("model") is { } dir) arch = dir;
+        int resolution = resolutionGiven ?? model.Unet.Config.SampleSize * model.VaeScaleFactor;
         Console.WriteLine($"{arch}: UNet {model.Unet.parameters().Sum(p => p.numel()):N0} params, {model.Unet.CrossAttentions().Count} cross-attentions; {resolution}x{resolution}, batch {batch}, oneDNN {oneDnn}, RSS {Rss("VmRSS")}");
 
         var images = torch.rand(Math.Max(batch, 2), 3, resolution, resolution).Times(2).Minus(1);
@@ -73,10 +73,9 @@ internal static class TrainBenchmark
     }
 
     /// `--onednn on|off` (default on, as `cdiff train` runs): off turns oneDNN's kernels off for the whole process.
-    internal static string OneDnn(Dictionary<string, string> o)
+    internal static string OneDnn(BenchOptions o)
     {
-        string value = o.GetValueOrDefault("onednn", "on");
-        if (value is not ("on" or "off")) throw new ArgumentException($"--onednn: expected on or off, got '{value}'");
+        string value = o.OneOf("onednn", "on", "on", "off");
         if (value == "off") Runtime.TorchSetup.UseTrainingSafeKernels();
         return value;
     }

@@ -286,15 +286,9 @@ public static class RobustnessBenchmark
     {
         public static Options Parse(string[] args)
         {
-            var d = new Dictionary<string, string>();
-            for (int i = 0; i + 1 < args.Length; i += 2)
-            {
-                if (!args[i].StartsWith("--", StringComparison.Ordinal)) throw new ArgumentException($"unexpected argument '{args[i]}'");
-                d[args[i][2..]] = args[i + 1];
-            }
-            int Int(string k, int dflt) => d.TryGetValue(k, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : dflt;
-            return new Options(Int("per-loader", 250), Int("kills", 20), Int("classify-per-loader", 100), Int("classify-kills", 10), d.GetValueOrDefault("only", "all"), Int("seed", 0), Int("timeout", 120),
-                d.GetValueOrDefault("report"));
+            var o = BenchOptions.Parse("robustness", args, "per-loader", "kills", "classify-per-loader", "classify-kills", "only", "seed", "timeout", "report");
+            return new Options(o.Int("per-loader", 250, min: 0), o.Int("kills", 20, min: 0), o.Int("classify-per-loader", 100, min: 0), o.Int("classify-kills", 10, min: 0),
+                o.OneOf("only", "all", "all", "diffusion", "classify"), o.Int("seed", 0, min: 0), o.Int("timeout", 120), o.Get("report"));
         }
     }
 }
