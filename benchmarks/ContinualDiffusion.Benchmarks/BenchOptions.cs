@@ -28,7 +28,7 @@ internal sealed class BenchOptions
             string name = arg[2..];
             if (!known.Contains(name))
                 throw new BenchUsageException($"{command}: unknown option --{name} (known: {string.Join(", ", known.Select(k => "--" + k))})");
-            if (i + 1 >= args.Length)
+            if (i + 1 >= args.Length || args[i + 1].StartsWith("--", StringComparison.Ordinal))
                 throw new BenchUsageException($"{command}: --{name} needs a value");
             if (!values.TryAdd(name, args[i + 1]))
                 throw new BenchUsageException($"{command}: --{name} given twice");
@@ -52,33 +52,34 @@ internal sealed class BenchOptions
             : throw new BenchUsageException($"{_command}: --{name}: expected {string.Join(" or ", allowed)}, got '{value}'");
     }
 
-    /// An integer ≥ `min`.
-    public int Int(string name, int fallback, int min = 1) =>
-        _values.TryGetValue(name, out var v) ? ParseInt(name, v, min) : fallback;
+    /// An integer in [`min`, `max`].
+    public int Int(string name, int fallback, int min = 1, int max = int.MaxValue) =>
+        _values.TryGetValue(name, out var v) ? ParseInt(name, v, min, max) : fallback;
 
     public long Long(string name, long fallback) =>
         !_values.TryGetValue(name, out var v) ? fallback
         : long.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out var l) ? l
         : throw new BenchUsageException($"{_command}: --{name}: expected an integer, got '{v}'");
 
-    /// A finite number > 0.
-    public double Positive(string name, double fallback) => _values.TryGetValue(name, out var v) ? ParsePositive(name, v) : fallback;
+    /// A finite number > 0 (≥ 0 with `zeroAllowed`).
+    public double Positive(string name, double fallback, bool zeroAllowed = false) =>
+        _values.TryGetValue(name, out var v) ? ParseNumber(name, v, zeroAllowed) : fallback;
 
-    /// A comma-separated list of integers ≥ `min`, at least one.
-    public int[] Ints(string name, string fallback, int min = 1) =>
-        Text(name, fallback).Split(',').Select(p => ParseInt(name, p.Trim(), min)).ToArray();
+    /// A comma-separated list of integers in [`min`, `max`], at least one.
+    public int[] Ints(string name, string fallback, int min = 1, int max = int.MaxValue) =>
+        Text(name, fallback).Split(',').Select(p => ParseInt(name, p.Trim(), min, max)).ToArray();
 
-    /// A comma-separated list of finite numbers > 0, at least one.
-    public double[] Positives(string name, string fallback) =>
-        Text(name, fallback).Split(',').Select(p => ParsePositive(name, p.Trim())).ToArray();
+    /// A comma-separated list of finite numbers > 0 (≥ 0 with `zeroAllowed`), at least one.
+    public double[] Positives(string name, string fallback, bool zeroAllowed = false) =>
+        Text(name, fallback).Split(',').Select(p => ParseNumber(name, p.Trim(), zeroAllowed)).ToArray();
 
-    private int ParseInt(string name, string text, int min) =>
-        int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n >= min ? n
-        : throw new BenchUsageException($"{_command}: --{name}: expected an integer ≥ {min}, got '{text}'");
+    private int ParseInt(string name, string text, int min, int max) =>
+        int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n >= min && n <= max ? n
+        : throw new BenchUsageException($"{_command}: --{name}: expected an integer {(max == int.MaxValue ? $"≥ {min}" : $"from {min} to {max}")}, got '{text}'");
 
-    private double ParsePositive(string name, string text) =>
-        double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) && double.IsFinite(d) && d > 0 ? d
-        : throw new BenchUsageException($"{_command}: --{name}: expected a number > 0, got '{text}'");
+    private double ParseNumber(string name, string text, bool zeroAllowed) =>
+        double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) && double.IsFinite(d) && (d > 0 || zeroAllowed && d == 0) ? d
+        : throw new BenchUsageException($"{_command}: --{name}: expected a number {(zeroAllowed ? "≥" : ">")} 0, got '{text}'");
 }
 
 /// Bad benchmark arguments: Program prints the message on one line and exits with code 2.

@@ -23,13 +23,13 @@ internal static class PromptAccuracyBenchmark
     public static int Run(string[] args)
     {
         var o = BenchOptions.Parse("prompts", args, "model", "run", "concepts", "captions", "classes", "samples", "steps", "guidance", "classifier", "recon");
-        var classes = o.Ints("classes", "0,1,2,3,4,5,6,7,8,9", min: 0).ToList();
+        var classes = o.Ints("classes", "0,1,2,3,4,5,6,7,8,9", min: 0, max: 9).ToList();
         bool coarse = o.OneOf("captions", "coarse", "coarse", "class") == "coarse"; // the model's prompts: coarse groups or one per class
         var classifierPath = o.Text("classifier", ClassifierCache.DefaultPath);
         var settings = new PromptClassAccuracy.Settings(SamplesPerPrompt: o.Int("samples", 20), Steps: o.Int("steps", 20), Batch: o.Int("samples", 20));
-        var concepts = o.Has("concepts") ? o.Ints("concepts", "", min: 0).ToList() : null;
+        var concepts = o.Has("concepts") ? o.Ints("concepts", "", min: 0, max: 9).ToList() : null;
         int? recon = o.Has("recon") ? o.Int("recon", 0) : null;
-        var guidances = o.Positives("guidance", "4");
+        var guidances = o.Positives("guidance", "4", zeroAllowed: true);
         // --run DIR --concepts 2,4: score the run's tokens "a photo of <v1>", "<v2>", ... as those labels instead.
         using var model = o.Get("run") is { } run
             ? ContinualDiffusion.Runs.RunModel.LoadForSampling(new ContinualDiffusion.Runs.RunDirectory(run))
@@ -62,7 +62,7 @@ internal static class PromptAccuracyBenchmark
         string outDir = o.Required("out");
         long seed = o.Long("seed", 0);
         int count = o.Int("count", 20);
-        var labels = o.Has("labels") ? o.Ints("labels", "", min: 0).ToList() : [.. FashionConcepts.Labels];
+        var labels = o.Has("labels") ? o.Ints("labels", "", min: 0, max: 9).ToList() : [.. FashionConcepts.Labels];
         var train = FashionMnist.LoadTrain();
         foreach (int label in labels)
         {

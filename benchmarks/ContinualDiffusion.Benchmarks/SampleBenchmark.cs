@@ -17,6 +17,7 @@ internal static class SampleBenchmark
         int steps = o.Int("steps", 3);
         int? sizeGiven = o.Has("size") ? o.Int("size", 0, min: 8) : null;
         string architecture = o.Required("model-config"), tokenizer = o.Required("tokenizer");
+        string scheduler = o.OneOf("scheduler", "ddim", "ddim", "dpm++", "euler");
         Runtime.TorchSetup.Initialize();
         string oneDnn = TrainBenchmark.OneDnn(o);
         using var model = TrainBenchmark.Build(architecture, tokenizer);
@@ -29,7 +30,7 @@ internal static class SampleBenchmark
         using var image = new TextToImagePipeline(model).Generate(new SampleRequest
         {
             Prompt = "a photo of a cat", Steps = steps, Seed = 0, Height = size, Width = size,
-            Scheduler = o.Text("scheduler", "ddim"),
+            Scheduler = scheduler,
         }, progress);
         double total = clock.Elapsed.TotalSeconds;
         var steady = stepTimes.Skip(1).DefaultIfEmpty(stepTimes[0]).ToList();

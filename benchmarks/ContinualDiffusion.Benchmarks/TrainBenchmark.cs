@@ -23,7 +23,9 @@ internal static class TrainBenchmark
     public static int Run(string[] args)
     {
         var o = BenchOptions.Parse("train", args, "model-config", "tokenizer", "model", "resolution", "batch", "steps", "ranks", "onednn");
-        string arch = o.Text("model-config", ""), tokenizerDir = o.Text("tokenizer", "");
+        // Random weights from an architecture file, unless --model gives a real model folder.
+        string arch = o.Has("model") ? o.Text("model-config", "") : o.Required("model-config");
+        string tokenizerDir = o.Has("model") ? o.Text("tokenizer", "") : o.Required("tokenizer");
         int steps = o.Int("steps", 3);
         int batch = o.Int("batch", 1);
         var ranks = o.Ints("ranks", "4,16");

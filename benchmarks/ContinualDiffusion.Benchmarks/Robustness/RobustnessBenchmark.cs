@@ -288,7 +288,7 @@ public static class RobustnessBenchmark
         {
             var o = BenchOptions.Parse("robustness", args, "per-loader", "kills", "classify-per-loader", "classify-kills", "only", "seed", "timeout", "report");
             return new Options(o.Int("per-loader", 250, min: 0), o.Int("kills", 20, min: 0), o.Int("classify-per-loader", 100, min: 0), o.Int("classify-kills", 10, min: 0),
-                o.OneOf("only", "all", "all", "diffusion", "classify"), o.Int("seed", 0, min: 0), o.Int("timeout", 120), o.Get("report"));
+                o.OneOf("only", "all", "all", "diffusion", "classify"), o.Int("seed", 0, min: int.MinValue), o.Int("timeout", 120), o.Get("report"));
         }
     }
 }

@@ -23,6 +23,7 @@ public class BenchOptionsTests
     [Theory]
     [InlineData(new[] { "--step", "60" }, "train: unknown option --step (known: --steps, --batch)")]
     [InlineData(new[] { "--steps" }, "train: --steps needs a value")]
+    [InlineData(new[] { "--steps", "--batch", "8" }, "train: --steps needs a value")]
     [InlineData(new[] { "--steps", "1", "--steps", "2" }, "train: --steps given twice")]
     [InlineData(new[] { "steps", "1" }, "train: expected an option (--name value), got 'steps'")]
     public void Malformed_command_lines_are_refused_naming_the_option(string[] args, string message)
@@ -53,6 +54,17 @@ public class BenchOptionsTests
     {
         var o = BenchOptions.Parse("prompts", ["--guidance", value], "guidance");
         Assert.Throws<BenchUsageException>(() => o.Positives("guidance", "4"));
+    }
+
+    [Fact]
+    public void Bounds_are_inclusive_and_named_in_the_message()
+    {
+        var o = BenchOptions.Parse("prompts", ["--guidance", "0,7.5", "--classes", "0,9", "--labels", "3,10", "--seed", "-5"], "guidance", "classes", "labels", "seed");
+        Assert.Equal([0, 7.5], o.Positives("guidance", "4", zeroAllowed: true)); // unguided sampling is a meaningful baseline
+        Assert.Equal([0, 9], o.Ints("classes", "", min: 0, max: 9));
+        Assert.Equal("prompts: --labels: expected an integer from 0 to 9, got '10'",
+            Assert.Throws<BenchUsageException>(() => o.Ints("labels", "", min: 0, max: 9)).Message);
+        Assert.Equal(-5, o.Int("seed", 0, min: int.MinValue)); // a single dash is a number, not an option
     }
 
     [Fact]
