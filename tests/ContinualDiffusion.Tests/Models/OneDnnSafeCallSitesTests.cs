@@ -47,7 +47,7 @@ public class OneDnnSafeCallSitesTests
         var called = Calls(few, () =>
         {
             var (mean, logVar) = vae.Encode(image);
-            (mean.sum() + logVar.sum() + vae.Decode(latent).sum()).backward();
+            mean.sum().Plus(logVar.sum()).Plus(vae.Decode(latent).sum()).backward(); // Plus: an owned alpha (Runtime/OwnedScalars)
         });
         Assert.Empty(called);
         using (torch.no_grad())
