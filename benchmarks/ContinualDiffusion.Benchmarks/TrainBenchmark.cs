@@ -24,8 +24,9 @@ internal static class TrainBenchmark
     {
         var o = BenchOptions.Parse("train", args, "model-config", "tokenizer", "model", "resolution", "batch", "steps", "ranks", "onednn");
         // Random weights from an architecture file, unless --model gives a real model folder.
-        string arch = o.Has("model") ? o.Text("model-config", "") : o.Required("model-config");
-        string tokenizerDir = o.Has("model") ? o.Text("tokenizer", "") : o.Required("tokenizer");
+        string? modelDir = o.Get("model");
+        string arch = modelDir ?? o.Required("model-config");
+        string tokenizerDir = modelDir is null ? o.Required("tokenizer") : "";
         int steps = o.Int("steps", 3);
         int batch = o.Int("batch", 1);
         var ranks = o.Ints("ranks", "4,16");
@@ -33,10 +34,9 @@ internal static class TrainBenchmark
         Runtime.TorchSetup.Initialize();
         string oneDnn = OneDnn(o);
 
-        var model = o.Get("model") is { } modelDir
+        var model = modelDir is not null
             ? StableDiffusion.Load(Checkpoints.DiffusersFolder.Open(modelDir))
             : Build(arch, tokenizerDir);
-        if (o.Get("model") is { } dir) arch = dir;
         int resolution = resolutionGiven ?? model.Unet.Config.SampleSize * model.VaeScaleFactor;
         Console.WriteLine($"{arch}: UNet {model.Unet.parameters().Sum(p => p.numel()):N0} params, {model.Unet.CrossAttentions().Count} cross-attentions; {resolution}x{resolution}, batch {batch}, oneDNN {oneDnn}, RSS {Rss("VmRSS")}");
 
