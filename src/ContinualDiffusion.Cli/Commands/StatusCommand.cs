@@ -31,6 +31,8 @@ internal static class StatusCommand
                 var e = t.Entry;
                 stdout.WriteLine($"{e.Task,4}  {e.Token,-6} {e.Method.PadRight(mw)} {e.Rank,4} {e.Lambda,9:G3} {e.Steps,6} {e.FinalLoss,10:F5} {e.WallTimeSeconds,7:F0}s {t.Parameters,11:N0} {t.Bytes,10:N0}");
             }
+            foreach (var e in status.Tasks.Select(t => t.Entry).Where(e => e.RetriedSteps > 0 || e.DroppedSteps > 0))
+                stdout.WriteLine($"non-finite   task {e.Task}: {NonFiniteSummary(e)}");
             stdout.WriteLine();
             stdout.WriteLine($"on disk      {status.TotalBytes:N0} bytes");
             if (status.Problems.Count == 0)
@@ -43,4 +45,10 @@ internal static class StatusCommand
         });
         return cmd;
     }
+
+    /// A task's non-finite steps in words (oneDNN's rare NaN, recomputed; half precision's, dropped).
+    internal static string NonFiniteSummary(TaskEntry e) =>
+        $"{Steps(e.RetriedSteps)} computed again after non-finite gradients, {(e.DroppedSteps == 1 ? "1 update" : $"{e.DroppedSteps} updates")} dropped (of {e.Steps})";
+
+    private static string Steps(int n) => n == 1 ? "1 step" : $"{n} steps";
 }

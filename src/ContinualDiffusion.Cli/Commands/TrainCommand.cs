@@ -100,6 +100,7 @@ internal static class TrainCommand
             Log.Information("Task {Task} done: {Token} from {Images} image(s), final loss {Loss:F5}, {Seconds:F0} s ({StepSeconds:F3} s/step)",
                 e.Task, e.Token, e.ImageCount, e.FinalLoss, e.WallTimeSeconds, result.MeanStepSeconds);
             stdout.WriteLine($"task {e.Task}: learned {e.Token} -> {result.AdapterPath}");
+            if (e.RetriedSteps > 0 || e.DroppedSteps > 0) stdout.WriteLine($"task {e.Task}: {StatusCommand.NonFiniteSummary(e)}");
             stdout.WriteLine($"try: cdiff sample --run {request.RunDir} --prompt \"a photo of {e.Token}\"");
             return ExitCodes.Ok;
         });

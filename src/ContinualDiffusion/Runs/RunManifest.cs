@@ -41,6 +41,8 @@ public sealed record RunManifest
                 throw new InputException($"{where}: adapter_file '{t.AdapterFile}' must be a path inside the run directory");
             if (t.Token is null || t.Method is null) throw new InputException($"{where}: token and method are required");
             if (t.AdapterBytes < 0 || t.AdapterSha256?.Length != 64) throw new InputException($"{where}: adapter_bytes/adapter_sha256 are not a size and a SHA-256");
+            if (t.RetriedSteps < 0 || t.RetriedSteps > t.Steps || t.DroppedSteps < 0 || t.DroppedSteps > t.Steps)
+                throw new InputException($"{where}: retried_steps {t.RetriedSteps} and dropped_steps {t.DroppedSteps} must each be from 0 to steps ({t.Steps})");
         }
     }
 }
@@ -101,6 +103,12 @@ public sealed record TaskEntry
     public required double FinalLoss { get; init; }
     public required double WallTimeSeconds { get; init; }
     public required DateTimeOffset FinishedUtc { get; init; }
+
+    /// Steps whose non-finite gradients (oneDNN's rare NaN) were computed again, and half-precision steps still
+    /// non-finite then, whose update was dropped (Training/NonFiniteStepGuard). Written only when not zero, so a
+    /// manifest of a task without any reads as before, also to a cdiff older than these fields.
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int RetriedSteps { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int DroppedSteps { get; init; }
 }
 
 internal static class ManifestJson

@@ -220,7 +220,7 @@ public static class ContinualTraining
             ImageSetHash = images.SetHash, ImageCount = images.Count,
             Method = config.Method, Rank = config.EffectiveRank, Lambda = config.EffectiveLambda, Steps = config.Steps,
             LearningRate = config.LearningRate, Seed = config.Seed, FinalLoss = finalLoss, WallTimeSeconds = seconds,
-            FinishedUtc = DateTimeOffset.UtcNow,
+            FinishedUtc = DateTimeOffset.UtcNow, RetriedSteps = trainer.RetriedSteps, DroppedSteps = trainer.SkippedSteps,
         };
         var updated = manifest is null
             ? new RunManifest { BaseModel = baseModel, Method = config.Method, Tasks = [] }

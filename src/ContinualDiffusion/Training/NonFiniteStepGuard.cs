@@ -28,8 +28,11 @@ internal sealed class NonFiniteStepGuard(string stage, Func<bool>? oneDnnEnabled
     private const int GiveUpAfter = 10;
     private int _inARow;
 
-    /// Steps computed again (with oneDNN off, or with it on when `keepOneDnnOn`).
+    /// Steps computed again (with oneDNN off, or with it on when `keepOneDnnOn`), counting from `ContinueFrom`.
     public int Retried { get; private set; }
+
+    /// A resumed task goes on counting from its checkpoint's figure (the ten-in-a-row count starts afresh).
+    public void ContinueFrom(int retried) => Retried = retried;
 
     /// Runs `step` (returns its loss and gradient norm); when either is not finite and oneDNN is on, runs it
     /// again, with oneDNN off unless `keepOneDnnOn`. Returns the loss and whether the gradients may be applied.

@@ -43,10 +43,12 @@ public sealed class TaskTrainer : IDisposable
     private readonly Action<string>? _info;
     private readonly bool _halfOnCpu;
 
-    /// Steps whose non-finite gradients were computed again (NonFiniteStepGuard).
+    /// Steps whose non-finite gradients were computed again (NonFiniteStepGuard), over the whole task (a resumed
+    /// task goes on from its checkpoint's count); the manifest keeps it (TaskEntry.RetriedSteps).
     public int RetriedSteps => _guard.Retried;
 
-    /// Half precision on the CPU: steps still non-finite when computed again, whose update was dropped.
+    /// Half precision on the CPU: steps still non-finite when computed again, whose update was dropped (over the
+    /// whole task, as RetriedSteps; TaskEntry.DroppedSteps).
     public int SkippedSteps { get; private set; }
 
     public long TokenId { get; }
@@ -157,7 +159,7 @@ public sealed class TaskTrainer : IDisposable
         {
             // Half precision on the CPU retries with oneDNN on (NonFiniteStepGuard), where a NaN can come twice: the
             // update is dropped, as mixed-precision trainers drop an overflowed step; ten in a row stop the task.
-            // Not kept in checkpoints: a resumed task counts dropped steps (and the ten in a row) afresh.
+            // The count is kept in checkpoints; the ten in a row start afresh on a resume.
             SkippedSteps++;
             _info?.Invoke($"task {_task}: step {step} non-finite{_lastNonFinite}; its update is dropped ({SkippedSteps} so far)");
         }
@@ -241,6 +243,8 @@ public sealed class TaskTrainer : IDisposable
             foreach (var (suffix, p) in l.NamedTrainableParameters()) d[$"{l.LayerName}.{suffix}"] = p;
         d["token_embedding"] = _token;
         d["step"] = torch.tensor((long)Step);
+        d[RetriedKey] = torch.tensor((long)RetriedSteps);
+        d[DroppedKey] = torch.tensor((long)SkippedSteps);
         return d;
     }
 
@@ -271,7 +275,20 @@ public sealed class TaskTrainer : IDisposable
         if (step.numel() != 1 || step.is_floating_point() || step.item<long>() is < 0 or > int.MaxValue)
             throw new InputException($"{source}: key 'step' must hold one non-negative integer");
         Step = (int)step.item<long>();
+        _guard.ContinueFrom(Count(RetriedKey));
+        SkippedSteps = Count(DroppedKey);
+
+        // Checkpoints written before these counts were kept have neither key: the resumed task counts from zero.
+        int Count(string key)
+        {
+            if (!d.TryGetValue(key, out var v)) return 0;
+            if (v.numel() != 1 || v.is_floating_point() || v.item<long>() < 0 || v.item<long>() > Step)
+                throw new InputException($"{source}: key '{key}' must hold one integer from 0 to the step ({Step})");
+            return (int)v.item<long>();
+        }
     }
+
+    private const string RetriedKey = "retried_steps", DroppedKey = "dropped_steps";
 
     /// The finished task's adapter (detached CPU copies).
     public AdapterSet ToAdapterSet(AdapterMetadata metadata) => _method.LowRank

@@ -37,6 +37,36 @@ public class RunDirectoryTests : IDisposable
         Assert.Contains("missing", Assert.Single(run.VerifyIntegrity(back)));
     }
 
+    /// A task's non-finite step counts are written only when not zero (the manifest of a task without any is the
+    /// same as before they existed) and must lie between 0 and the task's steps.
+    [Fact]
+    public void Non_finite_step_counts_are_written_only_when_not_zero_and_checked()
+    {
+        var run = new RunDirectory(_dir);
+        Directory.CreateDirectory(run.AdaptersDir);
+        File.WriteAllBytes(run.AdapterPath(1), [1, 2, 3]);
+        var entry = Entry(1, Path.GetRelativePath(_dir, run.AdapterPath(1)), RunDirectory.Sha256File(run.AdapterPath(1)), 3);
+        var m = new RunManifest { BaseModel = new BaseModelInfo("/m", "h"), Method = "clora", Tasks = [entry] };
+        run.WriteManifest(m);
+        Assert.DoesNotContain("retried_steps", File.ReadAllText(run.ManifestPath));
+        Assert.DoesNotContain("dropped_steps", File.ReadAllText(run.ManifestPath));
+        Assert.Equal((0, 0), (run.ReadManifest().Tasks[0].RetriedSteps, run.ReadManifest().Tasks[0].DroppedSteps));
+
+        run.WriteManifest(m with { Tasks = [entry with { RetriedSteps = 3, DroppedSteps = 1 }] });
+        Assert.Contains("\"retried_steps\": 3", File.ReadAllText(run.ManifestPath));
+        Assert.Equal((3, 1), (run.ReadManifest().Tasks[0].RetriedSteps, run.ReadManifest().Tasks[0].DroppedSteps));
+
+        foreach (var (written, bad) in new[] { ("\"retried_steps\": 3", "\"retried_steps\": -1"), ("\"dropped_steps\": 1", "\"dropped_steps\": 11"), ("\"retried_steps\": 3", "\"retried_steps\": 1.5") })
+        {
+            var json = File.ReadAllText(run.ManifestPath);
+            Assert.Contains(written, json);
+            File.WriteAllText(run.ManifestPath, json.Replace(written, bad));
+            var e = Assert.Throws<InputException>(() => run.ReadManifest());
+            Assert.Contains(run.ManifestPath, e.Message);
+            run.WriteManifest(m with { Tasks = [entry with { RetriedSteps = 3, DroppedSteps = 1 }] });
+        }
+    }
+
     [Fact]
     public void A_malformed_manifest_is_an_error_naming_the_file()
     {

@@ -179,6 +179,45 @@ public class CLoraUNetTests
         Assert.True(double.IsFinite(final));
     }
 
+    /// The retried and dropped counts go into the checkpoint and on after `--resume` (they end in the manifest); a
+    /// checkpoint from before they were kept resumes counting from zero, and a damaged count is refused.
+    [Fact]
+    public void A_resumed_task_goes_on_counting_its_retried_and_dropped_steps()
+    {
+        using var scope = torch.NewDisposeScope();
+        Dictionary<string, Tensor> checkpoint;
+        using (var first = new Bf16Task(steps: 6))
+        {
+            Assert.True(first.Trainer.TrainStep().Applied);
+            using (torch.no_grad()) first.ConvIn.FillInPlace(double.NaN);
+            first.Trainer.TrainStep();
+            first.Trainer.TrainStep();
+            checkpoint = first.Trainer.CheckpointTensors().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        }
+        Assert.Equal(2L, checkpoint["retried_steps"].item<long>());
+        Assert.Equal(2L, checkpoint["dropped_steps"].item<long>());
+
+        using (var resumed = new Bf16Task(steps: 6))
+        {
+            resumed.Trainer.RestoreCheckpoint(checkpoint, "state.safetensors");
+            Assert.Equal((3, 2, 2), (resumed.Trainer.Step, resumed.Trainer.RetriedSteps, resumed.Trainer.SkippedSteps));
+            using (torch.no_grad()) resumed.ConvIn.FillInPlace(double.NaN);
+            Assert.False(resumed.Trainer.TrainStep().Applied);
+            Assert.Equal((3, 3), (resumed.Trainer.RetriedSteps, resumed.Trainer.SkippedSteps));
+        }
+
+        using (var old = new Bf16Task(steps: 6))
+        {
+            old.Trainer.RestoreCheckpoint(checkpoint.Where(kv => kv.Key is not ("retried_steps" or "dropped_steps")).ToDictionary(), "old.safetensors");
+            Assert.Equal((3, 0, 0), (old.Trainer.Step, old.Trainer.RetriedSteps, old.Trainer.SkippedSteps));
+        }
+
+        using var damaged = new Bf16Task(steps: 6);
+        var bad = new Dictionary<string, Tensor>(checkpoint) { ["dropped_steps"] = torch.tensor(4L) }; // more than the 3 steps taken
+        var e = Assert.Throws<InputException>(() => damaged.Trainer.RestoreCheckpoint(bad, "state.safetensors"));
+        Assert.Equal("state.safetensors: key 'dropped_steps' must hold one integer from 0 to the step (3)", e.Message);
+    }
+
     /// The sd-tiny model in bf16 with a trainer whose oneDNN switch is faked as on (never really flipped in tests).
     private sealed class Bf16Task : IDisposable
     {
