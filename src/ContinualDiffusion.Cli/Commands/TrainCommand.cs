@@ -32,7 +32,11 @@ internal static class TrainCommand
         var tokenLr = new Option<double?>("--token-lr") { Description = "Learning rate of the new token's embedding." };
         var rank = new Option<int?>("--rank") { Description = "LoRA rank r." };
         var lambda = new Option<double?>("--lambda") { Description = "Weight λ of the penalty (clora: self-regularization; anchored-lora: text anchor)." };
-        var batch = new Option<int?>("--batch-size") { Description = "Images per step." };
+        var batch = new Option<int?>("--batch-size") { Description = "Images per batch (a step sees batch size × --gradient-accumulation-steps images)." };
+        var accumulation = new Option<int?>("--gradient-accumulation-steps") { Description = "Batches whose gradients are summed into one step: a larger effective batch at one batch's memory (default 1)." };
+        var scheduler = new Option<string?>("--lr-scheduler") { Description = "Learning-rate schedule over the task's steps, as diffusers': constant (default), constant_with_warmup, linear or cosine (both rates)." };
+        scheduler.AcceptOnlyFromAmong([.. LrScheduler.Names]);
+        var warmup = new Option<int?>("--lr-warmup-steps") { Description = "Warm-up steps of the schedule: the rate rises linearly from 0 (not with constant)." };
         var resolution = new Option<int?>("--resolution") { Description = "Training image side in pixels (default: the model's native size)." };
         var seed = new Option<long?>("--seed") { Description = "Random seed (same seed, same images, same options: same adapter)." };
         var checkpointEvery = new Option<int?>("--checkpoint-every") { Description = "Save a resumable checkpoint every N steps (0 = never)." };
@@ -46,7 +50,8 @@ internal static class TrainCommand
 
         var cmd = new Command("train", "Learn a new concept as the next C-LoRA task of a run.")
         {
-            task, images, run, model, originalConfig, predictionType, config, method, steps, lr, tokenLr, rank, lambda, batch, resolution, seed, checkpointEvery, sampleEvery, resume, overwrite,
+            task, images, run, model, originalConfig, predictionType, config, method, steps, lr, tokenLr, rank, lambda, batch, accumulation, scheduler, warmup,
+            resolution, seed, checkpointEvery, sampleEvery, resume, overwrite,
             device, dtype, vaeFp32, checkpointing,
         };
         cmd.SetAction(parse =>
@@ -67,6 +72,9 @@ internal static class TrainCommand
                 Rank = parse.GetValue(rank) ?? baseConfig.Rank,
                 Lambda = parse.GetValue(lambda) ?? baseConfig.Lambda,
                 BatchSize = parse.GetValue(batch) ?? baseConfig.BatchSize,
+                GradientAccumulationSteps = parse.GetValue(accumulation) ?? baseConfig.GradientAccumulationSteps,
+                LrScheduler = parse.GetValue(scheduler) ?? baseConfig.LrScheduler,
+                LrWarmupSteps = parse.GetValue(warmup) ?? baseConfig.LrWarmupSteps,
                 Resolution = parse.GetValue(resolution) ?? baseConfig.Resolution,
                 Seed = parse.GetValue(seed) ?? baseConfig.Seed,
                 CheckpointEvery = parse.GetValue(checkpointEvery) ?? baseConfig.CheckpointEvery,

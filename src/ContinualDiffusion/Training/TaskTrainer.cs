@@ -154,7 +154,7 @@ public sealed class TaskTrainer : IDisposable
         }, _info);
         if (!apply && !_halfOnCpu)
             throw new TrainingDivergedException($"task {_task}: the loss became {lossValue} at step {step} (try a lower --lr or --lambda); nothing was written{_lastNonFinite}");
-        if (apply) _optimizer.Step();
+        if (apply) _optimizer.Step(LrScheduler.Factor(_config.LrScheduler ?? LrScheduler.Constant, step, _config.Steps, _config.LrWarmupSteps ?? 0));
         else
         {
             // Half precision on the CPU retries with oneDNN on (NonFiniteStepGuard), where a NaN can come twice: the
@@ -167,12 +167,36 @@ public sealed class TaskTrainer : IDisposable
         return new TrainStepReport(step, _config.Steps, lossValue, mseValue, penaltyValue, clock.Elapsed.TotalSeconds, apply);
     }
 
-    /// The step's batch (a pure function of seed, task and step, so a retry sees the same one), forward, backward and
-    /// gradient clipping; the gradients stay on the parameters. Returns the loss, its parts and the gradient norm.
-    private (double Loss, double Mse, double Penalty, double GradNorm) ForwardBackward(int step)
+    /// The step's batches (a pure function of seed, task and step, so a retry sees the same ones), forward, backward and
+    /// gradient clipping; the gradients stay on the parameters. With gradient accumulation each of the step's batches
+    /// is a forward and backward of 1/n of its loss, the gradients summing to those of the mean. Returns the loss and
+    /// its parts (means over the batches) and the gradient norm; a non-finite batch loss stops the step there.
+    internal (double Loss, double Mse, double Penalty, double GradNorm) ForwardBackward(int step)
     {
-        using var gen = new Generator(unchecked((ulong)Mix(_config.Seed, _task, step)));
-        var rng = new Random(unchecked((int)Mix(_config.Seed, _task, step)));
+        int n = _config.GradientAccumulationSteps ?? 1;
+        _optimizer.ZeroGrad();
+        _lastNonFinite = "";
+        double loss = 0, mse = 0, penalty = 0;
+        for (int k = 0; k < n; k++)
+        {
+            using var scope = torch.NewDisposeScope(); // one batch's graph at a time
+            var part = BatchForwardBackward(step, k, n);
+            loss += part.Loss / n; mse += part.Mse / n; penalty += part.Penalty / n;
+            if (!double.IsFinite(part.Loss)) return (part.Loss, part.Mse, part.Penalty, double.NaN);
+        }
+        var nonFiniteGradients = NonFiniteGradients(); // before clipping, which spreads a NaN norm to every gradient
+        double gradNorm = nn.utils.clip_grad_norm_(_trainable, _config.MaxGradNorm);
+        if (!double.IsFinite(gradNorm)) _lastNonFinite = NonFiniteReport(null, null, gradNorm, nonFiniteGradients);
+        return (loss, mse, penalty, gradNorm);
+    }
+
+    /// Batch `k` of `n` of the step: its forward and the backward of its loss / n (gradients add up on the parameters).
+    /// Batch 0 draws from the step's own stream, so without accumulation the batch is the one it always was.
+    internal (double Loss, double Mse, double Penalty) BatchForwardBackward(int step, int k, int n)
+    {
+        long stream = k == 0 ? Mix(_config.Seed, _task, step) : unchecked(Mix(_config.Seed, _task, step) * 31 + k);
+        using var gen = new Generator(unchecked((ulong)stream));
+        var rng = new Random(unchecked((int)stream));
 
         int b = _config.BatchSize;
         var indices = Enumerable.Range(0, b).Select(_ => (long)rng.Next(_latents.Count)).ToArray();
@@ -191,18 +215,13 @@ public sealed class TaskTrainer : IDisposable
         var loss = _config.EffectiveLambda > 0 ? mse.Plus(penalty.Times(_config.EffectiveLambda)) : mse;
 
         double lossValue = loss.item<float>();
-        _optimizer.ZeroGrad();
-        double gradNorm = double.NaN;
-        IReadOnlyList<string> nonFiniteGradients = [];
         if (double.IsFinite(lossValue))
         {
-            loss.backward();
+            (n == 1 ? loss : loss.DividedBy(n)).backward();
             ActivationCheckpoint.ReleaseHandedOver(); // gradient checkpointing's last hand-over (no-op without it)
-            nonFiniteGradients = NonFiniteGradients(); // before clipping, which spreads a NaN norm to every gradient
-            gradNorm = nn.utils.clip_grad_norm_(_trainable, _config.MaxGradNorm);
         }
-        _lastNonFinite = double.IsFinite(lossValue) && double.IsFinite(gradNorm) ? "" : NonFiniteReport(pred, text.LastHiddenState, gradNorm, nonFiniteGradients);
-        return (lossValue, mse.item<float>(), penalty.item<float>(), gradNorm);
+        else _lastNonFinite = NonFiniteReport(pred, text.LastHiddenState, double.NaN, []);
+        return (lossValue, mse.item<float>(), penalty.item<float>());
     }
 
     private const string TokenName = "<token>";
@@ -219,9 +238,11 @@ public sealed class TaskTrainer : IDisposable
     }
 
     /// Where the non-finite values are, to tell a diverged update from a bad input.
-    private string NonFiniteReport(Tensor pred, Tensor context, double gradNorm, IReadOnlyList<string> nonFiniteGradients)
+    /// `pred` and `context` are the last batch's (null when the step's batches all had finite losses).
+    private string NonFiniteReport(Tensor? pred, Tensor? context, double gradNorm, IReadOnlyList<string> nonFiniteGradients)
     {
-        static bool Bad(Tensor x) => !x.isfinite().all().item<bool>();
+        using var scope = torch.NewDisposeScope();
+        static bool Bad(Tensor? x) => x is not null && !x.isfinite().all().item<bool>();
         var bad = _layers.Where(l => l.NamedTrainableParameters().Any(p => Bad(p.Value))).Select(l => l.LayerName).ToList();
         var parts = new List<string>();
         if (bad.Count > 0) parts.Add($"{bad.Count} adapter layer(s) non-finite, first {bad[0]}");

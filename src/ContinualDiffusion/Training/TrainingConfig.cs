@@ -29,6 +29,20 @@ public sealed record TrainingConfig
     public long MaxImagePixels { get; init; } = 40_000_000;
     /// "{}" is replaced by the concept token; the class noun is deliberately absent ("a photo of <v3>").
     public IReadOnlyList<string> PromptTemplates { get; init; } = ["a photo of {}"];
+    /// Learning-rate schedule over a task's steps (Training/LrScheduler: constant, constant_with_warmup, linear, cosine);
+    /// null = constant. This and the next two are left out of the JSON at their defaults (Validated sets them so), so a
+    /// config that does not use them serializes as before they existed: checkpoints and benchmark caches keyed on it
+    /// stay valid.
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? LrScheduler { get; init; }
+    /// Warm-up steps of the schedule (not with constant); null = 0.
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? LrWarmupSteps { get; init; }
+    /// Batches whose gradients are summed into one optimizer step (a step sees batch_size × this many images, at one
+    /// batch's memory); null = 1.
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? GradientAccumulationSteps { get; init; }
+
     /// Per-method defaults, e.g. `"methods": {"textual-inversion": {"steps": 5000}}`: applied by ForMethod when that
     /// method is chosen, before command-line options (which always win).
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
@@ -43,7 +57,8 @@ public sealed record TrainingConfig
     /// The shipped defaults file when it is there (it ships with every build), else the record's defaults.
     public static TrainingConfig LoadDefaults() => File.Exists(DefaultsPath) ? Load(DefaultsPath) : new TrainingConfig();
 
-    /// Rejects values that cannot train, naming the key (or option) and what is expected.
+    /// Rejects values that cannot train, naming the key (or option) and what is expected, and returns the config with
+    /// lr_scheduler, lr_warmup_steps and gradient_accumulation_steps null where they hold their defaults.
     /// With `asOptions`, keys are named as the command-line options that set them (--rank, --lr, ...).
     public TrainingConfig Validated(string source, bool asOptions = false)
     {
@@ -76,7 +91,18 @@ public sealed record TrainingConfig
         Require(MaxGradNorm > 0, "max_grad_norm", "> 0");
         Require(MaxImagePixels > 0, "max_image_pixels", "> 0");
         Require(PromptTemplates.Count > 0 && PromptTemplates.All(t => t.Contains("{}")), "prompt_templates", "a non-empty list of templates each containing {}");
-        return this;
+        Require(LrScheduler is null || Training.LrScheduler.Names.Contains(LrScheduler), "lr_scheduler", $"one of {string.Join(", ", Training.LrScheduler.Names)}");
+        Require(LrWarmupSteps is null or >= 0, "lr_warmup_steps", ">= 0");
+        Require(LrWarmupSteps is null or 0 || Training.LrScheduler.HasWarmup(LrScheduler ?? Training.LrScheduler.Constant), "lr_warmup_steps",
+            $"0 with the constant schedule (set {(asOptions ? "--lr-scheduler" : "lr_scheduler")} to constant_with_warmup, linear or cosine)");
+        Require(LrWarmupSteps is null || LrWarmupSteps < Steps, "lr_warmup_steps", $"less than the steps ({Steps})");
+        Require(GradientAccumulationSteps is null or > 0, "gradient_accumulation_steps", "> 0");
+        return this with
+        {
+            LrScheduler = LrScheduler == Training.LrScheduler.Constant ? null : LrScheduler,
+            LrWarmupSteps = LrWarmupSteps == 0 ? null : LrWarmupSteps,
+            GradientAccumulationSteps = GradientAccumulationSteps == 1 ? null : GradientAccumulationSteps,
+        };
     }
 
     private static string OptionName(string key) => key switch

@@ -1,0 +1,97 @@
+using ContinualDiffusion.Checkpoints;
+using ContinualDiffusion.Lora;
+using ContinualDiffusion.Models;
+using ContinualDiffusion.Runtime;
+using ContinualDiffusion.Tests.Support;
+using ContinualDiffusion.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ContinualDiffusion.Tests.Training;
+
+/// `--gradient-accumulation-steps` and `--lr-scheduler` inside TaskTrainer on the sd-tiny model.
+public class AccumulationAndScheduleTests
+{
+    private sealed class TinyTask : IDisposable
+    {
+        private readonly StableDiffusion _model;
+        private readonly ConceptLatents _latents;
+        public TaskTrainer Trainer { get; }
+
+        public TinyTask(TrainingConfig config)
+        {
+            _model = StableDiffusion.Load(DiffusersFolder.Open(Fixture.SdTiny));
+            long id = _model.Tokenizer.AddConceptToken("<v1>");
+            using (var init = new Generator(5)) _model.TextEncoder.ResizeTokenEmbeddings((int)id + 1, init);
+            using var images = new Generator(6); // the tensors below belong to the calling test's scope
+            _latents = ConceptLatents.Encode(_model.Vae, torch.rand(4, 3, 32, 32, generator: images).Times(2).Minus(1), withFlips: false);
+            var zeros = LoraInjector.BaseWeights(_model.CrossAttentionKeyValueTargets()).ToDictionary(kv => kv.Key, kv => torch.zeros_like(kv.Value));
+            Trainer = new TaskTrainer(_model, _latents, "<v1>", id, zeros, config.Validated("test"), task: 1);
+        }
+
+        public List<Tensor> Trainable => [.. Trainer.Layers.SelectMany(l => l.NamedTrainableParameters()).Select(p => (Tensor)p.Value), Trainer.TokenEmbedding];
+
+        /// Clones of the trainable values' gradients (zeros where there is none).
+        public List<Tensor> Gradients() => Trainable.Select(p => p.grad is { } g ? g.clone() : torch.zeros_like(p)).ToList();
+
+        public void ZeroGradients()
+        {
+            using var scope = torch.NewDisposeScope();
+            foreach (var p in Trainable) p.grad?.zero_();
+        }
+
+        public void Dispose()
+        {
+            Trainer.Dispose();
+            _latents.Dispose();
+            _model.Dispose();
+        }
+    }
+
+    private static readonly TrainingConfig Base = new() { Steps = 4, Rank = 2, Seed = 1, LearningRate = 1e-2, MaxGradNorm = 1e9 };
+
+    /// A step of n batches leaves on the parameters the sum of each batch's gradient of loss / n (the mean's gradient),
+    /// its batches differ, and its first batch is the one a step without accumulation draws.
+    [Fact]
+    public void An_accumulated_step_has_the_mean_of_its_batches_gradients_and_its_first_batch_is_the_unaccumulated_one()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var accumulated = new TinyTask(Base with { GradientAccumulationSteps = 2 });
+        var step = accumulated.Trainer.ForwardBackward(1);
+        Assert.True(double.IsFinite(step.Loss) && double.IsFinite(step.GradNorm));
+        var total = accumulated.Gradients();
+        var parts = new List<List<Tensor>>();
+        var losses = new List<double>();
+        for (int k = 0; k < 2; k++)
+        {
+            accumulated.ZeroGradients();
+            losses.Add(accumulated.Trainer.BatchForwardBackward(1, k, 2).Loss);
+            parts.Add(accumulated.Gradients());
+        }
+        Assert.Equal((losses[0] + losses[1]) / 2, step.Loss, 1e-9);
+        Assert.NotEqual(losses[0], losses[1]); // two different batches
+        Assert.Contains(total, g => g.abs().max().item<float>() > 0);
+        for (int i = 0; i < total.Count; i++) Fixture.AssertClose(total[i], parts[0][i].Plus(parts[1][i]), 1e-6, $"trainable {i}");
+
+        using var single = new TinyTask(Base);
+        var one = single.Trainer.ForwardBackward(1);
+        Assert.Equal(losses[0], one.Loss, 1e-9);
+        var g1 = single.Gradients();
+        for (int i = 0; i < g1.Count; i++) Fixture.AssertClose(g1[i], parts[0][i].Times(2), 1e-6, $"trainable {i} without accumulation");
+    }
+
+    /// With warm-up the first step's rate is 0 (diffusers' LambdaLR at step 0): nothing moves, not even by weight
+    /// decay; the second step, at half the rate, moves the adapters and the token.
+    [Fact]
+    public void With_warm_up_the_first_step_moves_nothing_and_the_second_does()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var task = new TinyTask(Base with { LrScheduler = "linear", LrWarmupSteps = 2 });
+        var before = task.Trainable.Select(p => p.clone()).ToList();
+        Assert.True(task.Trainer.TrainStep().Applied);
+        Assert.All(task.Trainable.Zip(before), p => Assert.True(p.First.equal(p.Second).all().item<bool>()));
+        task.Trainer.TrainStep();
+        Assert.False(task.Trainer.TokenEmbedding.equal(before[^1]).all().item<bool>());
+        Assert.Contains(task.Trainable.Zip(before).SkipLast(1), p => !p.First.equal(p.Second).all().item<bool>());
+    }
+}
