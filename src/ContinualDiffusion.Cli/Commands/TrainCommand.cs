@@ -36,6 +36,8 @@ internal static class TrainCommand
         var accumulation = new Option<int?>("--gradient-accumulation-steps") { Description = "Batches whose gradients are summed into one step: a larger effective batch at one batch's memory (default 1)." };
         var scheduler = new Option<string?>("--lr-scheduler") { Description = "Learning-rate schedule over the task's steps, as diffusers': constant (default), constant_with_warmup, linear or cosine (both rates)." };
         scheduler.AcceptOnlyFromAmong([.. LrScheduler.Names]);
+        var snrGamma = new Option<double?>("--snr-gamma") { Description = "Min-SNR loss weighting with this gamma (5 is usual; default: off), as diffusers' --snr_gamma." };
+        var noiseOffset = new Option<double?>("--noise-offset") { Description = "Offset noise scale (0.05-0.1 is usual; default: off): helps learn very dark or bright images." };
         var warmup = new Option<int?>("--lr-warmup-steps") { Description = "Warm-up steps of the schedule: the rate rises linearly from 0 (not with constant)." };
         var resolution = new Option<int?>("--resolution") { Description = "Training image side in pixels (default: the model's native size)." };
         var seed = new Option<long?>("--seed") { Description = "Random seed (same seed, same images, same options: same adapter)." };
@@ -50,7 +52,7 @@ internal static class TrainCommand
 
         var cmd = new Command("train", "Learn a new concept as the next C-LoRA task of a run.")
         {
-            task, images, run, model, originalConfig, predictionType, config, method, steps, lr, tokenLr, rank, lambda, batch, accumulation, scheduler, warmup,
+            task, images, run, model, originalConfig, predictionType, config, method, steps, lr, tokenLr, rank, lambda, batch, accumulation, scheduler, warmup, snrGamma, noiseOffset,
             resolution, seed, checkpointEvery, sampleEvery, resume, overwrite,
             device, dtype, vaeFp32, checkpointing,
         };
@@ -75,6 +77,8 @@ internal static class TrainCommand
                 GradientAccumulationSteps = parse.GetValue(accumulation) ?? baseConfig.GradientAccumulationSteps,
                 LrScheduler = parse.GetValue(scheduler) ?? baseConfig.LrScheduler,
                 LrWarmupSteps = parse.GetValue(warmup) ?? baseConfig.LrWarmupSteps,
+                SnrGamma = parse.GetValue(snrGamma) ?? baseConfig.SnrGamma,
+                NoiseOffset = parse.GetValue(noiseOffset) ?? baseConfig.NoiseOffset,
                 Resolution = parse.GetValue(resolution) ?? baseConfig.Resolution,
                 Seed = parse.GetValue(seed) ?? baseConfig.Seed,
                 CheckpointEvery = parse.GetValue(checkpointEvery) ?? baseConfig.CheckpointEvery,

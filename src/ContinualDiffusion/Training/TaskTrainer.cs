@@ -205,12 +205,16 @@ public sealed class TaskTrainer : IDisposable
         var z0 = _latents.Sample(indices, gen).to(_model.Device);
         var noise = torch.randn(z0.shape, generator: gen).to(_model.Device);
         var t = torch.randint(0, _schedule.NumTrainTimesteps, [b], generator: gen, dtype: ScalarType.Int64).to(_model.Device);
+        if (_config.NoiseOffset is { } offset) // drawn after the rest, so without it the batch is the one it always was
+            noise = noise.Plus(torch.randn([b, z0.shape[1], 1, 1], generator: gen).to(_model.Device).Times(offset));
         var noisy = _schedule.AddNoise(z0, noise, t);
         var target = _schedule.TrainingTarget(z0, noise, t);
 
         using var text = _model.TextEncoder.Encode(ids, new Dictionary<long, Tensor> { [TokenId] = _token });
         var pred = _model.Unet.forward(noisy, t, text.LastHiddenState);
-        var mse = nn.functional.mse_loss(pred, target);
+        var mse = _config.SnrGamma is { } gamma
+            ? MinSnrWeighting.Loss(pred, target, MinSnrWeighting.Weights(_schedule, t, gamma))
+            : nn.functional.mse_loss(pred, target);
         var penalty = _anchor is not null ? _anchor.Penalty(_penalized) : SelfRegularizer.Penalty(_penalized);
         var loss = _config.EffectiveLambda > 0 ? mse.Plus(penalty.Times(_config.EffectiveLambda)) : mse;
 

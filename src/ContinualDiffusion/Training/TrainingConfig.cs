@@ -43,6 +43,15 @@ public sealed record TrainingConfig
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public int? GradientAccumulationSteps { get; init; }
 
+    /// Min-SNR loss weighting with this γ (Training/MinSnrWeighting; diffusers' `--snr_gamma`, 5 is the paper's
+    /// choice); null = the plain mean squared error. Left out of the JSON when null, as the three above.
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? SnrGamma { get; init; }
+    /// Offset noise (diffusers' and kohya's `--noise_offset`, typically 0.05-0.1): each sample's noise gets a
+    /// per-channel constant of this scale, which lets the model learn darker and brighter images; null = none.
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? NoiseOffset { get; init; }
+
     /// Per-method defaults, e.g. `"methods": {"textual-inversion": {"steps": 5000}}`: applied by ForMethod when that
     /// method is chosen, before command-line options (which always win).
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
@@ -58,7 +67,7 @@ public sealed record TrainingConfig
     public static TrainingConfig LoadDefaults() => File.Exists(DefaultsPath) ? Load(DefaultsPath) : new TrainingConfig();
 
     /// Rejects values that cannot train, naming the key (or option) and what is expected, and returns the config with
-    /// lr_scheduler, lr_warmup_steps and gradient_accumulation_steps null where they hold their defaults.
+    /// lr_scheduler, lr_warmup_steps, gradient_accumulation_steps and noise_offset null where they hold their defaults.
     /// With `asOptions`, keys are named as the command-line options that set them (--rank, --lr, ...).
     public TrainingConfig Validated(string source, bool asOptions = false)
     {
@@ -97,11 +106,14 @@ public sealed record TrainingConfig
             $"0 with the constant schedule (set {(asOptions ? "--lr-scheduler" : "lr_scheduler")} to constant_with_warmup, linear or cosine)");
         Require(LrWarmupSteps is null || LrWarmupSteps < Steps, "lr_warmup_steps", $"less than the steps ({Steps})");
         Require(GradientAccumulationSteps is null or > 0, "gradient_accumulation_steps", "> 0");
+        Require(SnrGamma is null || (SnrGamma > 0 && double.IsFinite(SnrGamma.Value)), "snr_gamma", "a positive number (5 is usual)");
+        Require(NoiseOffset is null || (NoiseOffset >= 0 && double.IsFinite(NoiseOffset.Value)), "noise_offset", "a number >= 0 (0.05-0.1 is usual)");
         return this with
         {
             LrScheduler = LrScheduler == Training.LrScheduler.Constant ? null : LrScheduler,
             LrWarmupSteps = LrWarmupSteps == 0 ? null : LrWarmupSteps,
             GradientAccumulationSteps = GradientAccumulationSteps == 1 ? null : GradientAccumulationSteps,
+            NoiseOffset = NoiseOffset == 0 ? null : NoiseOffset,
         };
     }
 

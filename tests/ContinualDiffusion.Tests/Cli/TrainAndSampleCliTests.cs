@@ -66,6 +66,8 @@ public class TrainAndSampleCliTests : IDisposable
     [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --lr-scheduler cosine --lr-warmup-steps 10 --steps 10", "--lr-warmup-steps must be less than the steps (10)")]
     [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --lr-scheduler step", "Argument 'step' not recognized")]
     [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --gradient-accumulation-steps 0", "--gradient-accumulation-steps must be > 0")]
+    [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --snr-gamma 0", "--snr-gamma must be a positive number")]
+    [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --noise-offset -0.1", "--noise-offset must be a number >= 0")]
     [InlineData("train --task 1 --images IMAGES --run RUN", "--model is required")]
     [InlineData("sample --model MODEL --prompt x --scheduler heun", "heun")]
     [InlineData("sample --model MODEL --prompt x --width 33", "multiples of 8")]

@@ -80,6 +80,25 @@ public class AccumulationAndScheduleTests
         for (int i = 0; i < g1.Count; i++) Fixture.AssertClose(g1[i], parts[0][i].Times(2), 1e-6, $"trainable {i} without accumulation");
     }
 
+    /// Min-SNR weighting and offset noise change a step's loss; a noise offset of 0 is no offset (the same batch and
+    /// loss, bit for bit, as a config without it).
+    [Fact]
+    public void Min_snr_and_noise_offset_change_the_loss_and_an_offset_of_zero_is_none()
+    {
+        using var scope = torch.NewDisposeScope();
+        double Loss(TrainingConfig c)
+        {
+            using var task = new TinyTask(c);
+            return task.Trainer.ForwardBackward(1).Loss;
+        }
+        double plain = Loss(Base);
+        Assert.Equal(plain, Loss(Base with { NoiseOffset = 0 }));
+        double offset = Loss(Base with { NoiseOffset = 0.1 }), snr = Loss(Base with { SnrGamma = 5 });
+        Assert.True(double.IsFinite(offset) && double.IsFinite(snr));
+        Assert.NotEqual(plain, offset);
+        Assert.NotEqual(plain, snr);
+    }
+
     /// With warm-up the first step's rate is 0 (diffusers' LambdaLR at step 0): nothing moves, not even by weight
     /// decay; the second step, at half the rate, moves the adapters and the token.
     [Fact]

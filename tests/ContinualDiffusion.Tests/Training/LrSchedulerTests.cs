@@ -28,7 +28,7 @@ public class LrSchedulerTests
     public void Default_schedule_and_accumulation_serialize_as_a_config_without_them()
     {
         var plain = JsonConfig.Serialize(new TrainingConfig().Validated("x"));
-        var explicitDefaults = new TrainingConfig { LrScheduler = "constant", LrWarmupSteps = 0, GradientAccumulationSteps = 1 }.Validated("x");
+        var explicitDefaults = new TrainingConfig { LrScheduler = "constant", LrWarmupSteps = 0, GradientAccumulationSteps = 1, NoiseOffset = 0 }.Validated("x");
         Assert.Equal(plain, JsonConfig.Serialize(explicitDefaults));
         Assert.DoesNotContain("lr_scheduler", plain);
         var set = JsonConfig.Serialize(new TrainingConfig { LrScheduler = "cosine", LrWarmupSteps = 5, GradientAccumulationSteps = 4 }.Validated("x"));
