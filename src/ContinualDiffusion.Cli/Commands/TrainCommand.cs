@@ -43,6 +43,7 @@ internal static class TrainCommand
         var seed = new Option<long?>("--seed") { Description = "Random seed (same seed, same images, same options: same adapter)." };
         var checkpointEvery = new Option<int?>("--checkpoint-every") { Description = "Save a resumable checkpoint every N steps (0 = never)." };
         var sampleEvery = new Option<int>("--sample-every") { Description = "Write a validation sample into the run's samples/ folder every N steps (0 = never).", DefaultValueFactory = _ => 0 };
+        var samplePrompt = new Option<string?>("--sample-prompt") { Description = "Prompt of the --sample-every images; {} stands for the new token (default: \"a photo of {}\")." };
         var resume = new Option<bool>("--resume") { Description = "Continue this task from its last checkpoint." };
         var overwrite = new Option<bool>("--overwrite") { Description = "Retrain the run's last task, replacing its adapter." };
         var device = CommonOptions.Device();
@@ -53,7 +54,7 @@ internal static class TrainCommand
         var cmd = new Command("train", "Learn a new concept as the next C-LoRA task of a run.")
         {
             task, images, run, model, originalConfig, predictionType, config, method, steps, lr, tokenLr, rank, lambda, batch, accumulation, scheduler, warmup, snrGamma, noiseOffset,
-            resolution, seed, checkpointEvery, sampleEvery, resume, overwrite,
+            resolution, seed, checkpointEvery, sampleEvery, samplePrompt, resume, overwrite,
             device, dtype, vaeFp32, checkpointing,
         };
         cmd.SetAction(parse =>
@@ -76,7 +77,8 @@ internal static class TrainCommand
                 BatchSize = parse.GetValue(batch) ?? baseConfig.BatchSize,
                 GradientAccumulationSteps = parse.GetValue(accumulation) ?? baseConfig.GradientAccumulationSteps,
                 LrScheduler = parse.GetValue(scheduler) ?? baseConfig.LrScheduler,
-                LrWarmupSteps = parse.GetValue(warmup) ?? baseConfig.LrWarmupSteps,
+                // --lr-scheduler constant over a config file's schedule drops the file's warm-up too
+                LrWarmupSteps = parse.GetValue(warmup) ?? (parse.GetValue(scheduler) == LrScheduler.Constant ? null : baseConfig.LrWarmupSteps),
                 SnrGamma = parse.GetValue(snrGamma) ?? baseConfig.SnrGamma,
                 NoiseOffset = parse.GetValue(noiseOffset) ?? baseConfig.NoiseOffset,
                 Resolution = parse.GetValue(resolution) ?? baseConfig.Resolution,
@@ -94,6 +96,7 @@ internal static class TrainCommand
                 Resume = parse.GetValue(resume),
                 Overwrite = parse.GetValue(overwrite),
                 SampleEvery = parse.GetValue(sampleEvery),
+                SamplePrompt = parse.GetValue(samplePrompt),
                 Device = computeDevice,
                 Precision = precision,
                 GradientCheckpointing = parse.GetValue(checkpointing),

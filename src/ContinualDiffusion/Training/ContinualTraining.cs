@@ -31,6 +31,8 @@ public sealed record TrainTaskRequest
     public bool Overwrite { get; init; }
     /// Write a validation sample every N steps into the run's samples/ folder (0 = never).
     public int SampleEvery { get; init; }
+    /// The validation samples' prompt; "{}" stands for the task's token (null = "a photo of {}").
+    public string? SamplePrompt { get; init; }
     public Device? Device { get; init; }
 
     /// The frozen weights' dtype (--dtype); what trains and every file written stay float32.
@@ -54,6 +56,10 @@ public static class ContinualTraining
         Action<string>? warn = null, CancellationToken cancel = default)
     {
         var config = r.Config.Validated("training options");
+        if (r.SampleEvery < 0) throw new InputException($"--sample-every {r.SampleEvery}: must be >= 0 (0 = never)");
+        if (r.SamplePrompt is { } prompt && string.IsNullOrWhiteSpace(prompt)) throw new InputException("--sample-prompt: must not be empty");
+        if (config.LrWarmupSteps is { } warmup && warmup >= config.Steps)
+            warn?.Invoke($"learning-rate warm-up of {warmup} steps is not shorter than the task's {config.Steps} steps: the rates never reach their values");
         var run = new RunDirectory(r.RunDir);
         // One scope for the whole task (Runtime/TensorOwnership): whatever temporaries the steps below make
         // outside their own scopes stay owned until the task ends; nothing it returns is a tensor.
@@ -109,7 +115,7 @@ public static class ContinualTraining
                 SafeTensorsFile.Save(checkpointPath, trainer.CheckpointTensors(), new Dictionary<string, string> { ["identity"] = checkpointIdentity }, checksum: true);
             }
             if (r.SampleEvery > 0 && report.Step % r.SampleEvery == 0)
-                WriteValidationSample(model, trainer, token, run.SamplesDir(r.Task), report.Step, config.Seed);
+                WriteValidationSample(model, trainer, (r.SamplePrompt ?? DefaultSamplePrompt).Replace("{}", token), run.SamplesDir(r.Task), report.Step, config.Seed);
         }, cancel);
 
         var entry = Commit(run, manifest, r, config, trainer, token, tokenId, baseModel, images, finalLoss, clock.Elapsed.TotalSeconds);
@@ -233,12 +239,14 @@ public static class ContinualTraining
         return entry;
     }
 
-    private static void WriteValidationSample(StableDiffusion model, TaskTrainer trainer, string token, string dir, int step, long seed)
+    private const string DefaultSamplePrompt = "a photo of {}";
+
+    private static void WriteValidationSample(StableDiffusion model, TaskTrainer trainer, string prompt, string dir, int step, long seed)
     {
         using var scope = torch.NewDisposeScope();
         model.TextEncoder.SetTokenEmbedding(trainer.TokenId, trainer.TokenEmbedding.detach());
-        var image = new TextToImagePipeline(model).Generate(new SampleRequest { Prompt = $"a photo of {token}", Steps = 20, Seed = seed });
-        PngFile.Save(image[0], Path.Combine(dir, $"step-{step:D5}.png"), new Dictionary<string, string> { ["prompt"] = $"a photo of {token}", ["step"] = step.ToString() });
+        var image = new TextToImagePipeline(model).Generate(new SampleRequest { Prompt = prompt, Steps = 20, Seed = seed });
+        PngFile.Save(image[0], Path.Combine(dir, $"step-{step:D5}.png"), new Dictionary<string, string> { ["prompt"] = prompt, ["step"] = step.ToString() });
     }
 
     private static void TryDelete(string path)

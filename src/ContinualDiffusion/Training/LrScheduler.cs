@@ -2,14 +2,15 @@ namespace ContinualDiffusion.Training;
 
 /// `cdiff train --lr-scheduler` (config key `lr_scheduler`): the factor on both of a task's learning rates (the
 /// adapters' and the token's) at each step, diffusers' schedules (diffusers.optimization.get_scheduler, the same as
-/// kohya's and OneTrainer's of these names) evaluated as its LambdaLR evaluates them, at the number of optimizer steps
-/// already taken (0 at a task's first step):
+/// kohya's and OneTrainer's of these names) evaluated as its LambdaLR evaluates them, at the number of optimizer updates
+/// already made (0 at a task's first step; a dropped half-precision step is not one, as in accelerate):
 ///   constant               1
 ///   constant_with_warmup   s / W during the W warm-up steps, then 1
 ///   linear                 warm-up, then down to 0 at the end: (T − s) / (T − W)
 ///   cosine                 warm-up, then half a cosine down to 0: ½ (1 + cos(π (s − W) / (T − W)))
-/// So with warm-up a task's first step has rate 0, as in diffusers. The factor is a function of the step alone, so a
-/// resumed task continues the schedule where it stopped.
+/// So with warm-up a task's first step has rate 0, as in diffusers. The update count is the optimizer's (kept in
+/// checkpoints), so a resumed task continues the schedule where it stopped. A warm-up as long as the task is allowed
+/// (the rate then never reaches its value; `cdiff train` warns).
 public static class LrScheduler
 {
     public const string Constant = "constant";
@@ -20,7 +21,7 @@ public static class LrScheduler
     /// refuses them there instead).
     public static bool HasWarmup(string name) => name != Constant;
 
-    /// The factor at 1-based `step` of `totalSteps`, with `warmupSteps` warm-up steps.
+    /// The factor for the `step`-th update (1-based) of `totalSteps`, with `warmupSteps` warm-up steps.
     public static double Factor(string name, int step, int totalSteps, int warmupSteps)
     {
         int s = step - 1;

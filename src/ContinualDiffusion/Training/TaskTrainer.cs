@@ -154,7 +154,8 @@ public sealed class TaskTrainer : IDisposable
         }, _info);
         if (!apply && !_halfOnCpu)
             throw new TrainingDivergedException($"task {_task}: the loss became {lossValue} at step {step} (try a lower --lr or --lambda); nothing was written{_lastNonFinite}");
-        if (apply) _optimizer.Step(LrScheduler.Factor(_config.LrScheduler ?? LrScheduler.Constant, step, _config.Steps, _config.LrWarmupSteps ?? 0));
+        if (apply) // the schedule counts the updates made so far, as accelerate's does (a dropped step is not one)
+            _optimizer.Step(LrScheduler.Factor(_config.LrScheduler ?? LrScheduler.Constant, (int)_optimizer.StepCount + 1, _config.Steps, _config.LrWarmupSteps ?? 0));
         else
         {
             // Half precision on the CPU retries with oneDNN on (NonFiniteStepGuard), where a NaN can come twice: the
@@ -177,10 +178,12 @@ public sealed class TaskTrainer : IDisposable
         _optimizer.ZeroGrad();
         _lastNonFinite = "";
         double loss = 0, mse = 0, penalty = 0;
+        using var gen = new Generator(unchecked((ulong)Mix(_config.Seed, _task, step)));
+        var rng = new Random(unchecked((int)Mix(_config.Seed, _task, step)));
         for (int k = 0; k < n; k++)
         {
             using var scope = torch.NewDisposeScope(); // one batch's graph at a time
-            var part = BatchForwardBackward(step, k, n);
+            var part = BatchForwardBackward(DrawBatch(gen, rng), n);
             loss += part.Loss / n; mse += part.Mse / n; penalty += part.Penalty / n;
             if (!double.IsFinite(part.Loss)) return (part.Loss, part.Mse, part.Penalty, double.NaN);
         }
@@ -190,14 +193,25 @@ public sealed class TaskTrainer : IDisposable
         return (loss, mse, penalty, gradNorm);
     }
 
-    /// Batch `k` of `n` of the step: its forward and the backward of its loss / n (gradients add up on the parameters).
-    /// Batch 0 draws from the step's own stream, so without accumulation the batch is the one it always was.
+    /// Batch `k` of `n` of the step alone (for tests): the step's draws up to it, then its forward and backward.
     internal (double Loss, double Mse, double Penalty) BatchForwardBackward(int step, int k, int n)
     {
-        long stream = k == 0 ? Mix(_config.Seed, _task, step) : unchecked(Mix(_config.Seed, _task, step) * 31 + k);
-        using var gen = new Generator(unchecked((ulong)stream));
-        var rng = new Random(unchecked((int)stream));
+        using var gen = new Generator(unchecked((ulong)Mix(_config.Seed, _task, step)));
+        var rng = new Random(unchecked((int)Mix(_config.Seed, _task, step)));
+        for (int i = 0; i < k; i++)
+        {
+            using var skipped = torch.NewDisposeScope();
+            DrawBatch(gen, rng);
+        }
+        return BatchForwardBackward(DrawBatch(gen, rng), n);
+    }
 
+    private sealed record Batch(Tensor TokenIds, Tensor Noisy, Tensor Target, Tensor Timesteps);
+
+    /// The next batch of the step's streams (images, templates, noise, timesteps, offset noise), in the order a step
+    /// without accumulation always drew them; a step's batches continue the same streams, so they differ.
+    private Batch DrawBatch(Generator gen, Random rng)
+    {
         int b = _config.BatchSize;
         var indices = Enumerable.Range(0, b).Select(_ => (long)rng.Next(_latents.Count)).ToArray();
         var ids = torch.cat(Enumerable.Range(0, b).Select(_ => _templateIds[rng.Next(_templateIds.Length)]).ToArray());
@@ -207,9 +221,13 @@ public sealed class TaskTrainer : IDisposable
         var t = torch.randint(0, _schedule.NumTrainTimesteps, [b], generator: gen, dtype: ScalarType.Int64).to(_model.Device);
         if (_config.NoiseOffset is { } offset) // drawn after the rest, so without it the batch is the one it always was
             noise = noise.Plus(torch.randn([b, z0.shape[1], 1, 1], generator: gen).to(_model.Device).Times(offset));
-        var noisy = _schedule.AddNoise(z0, noise, t);
-        var target = _schedule.TrainingTarget(z0, noise, t);
+        return new Batch(ids, _schedule.AddNoise(z0, noise, t), _schedule.TrainingTarget(z0, noise, t), t);
+    }
 
+    /// One batch's forward and the backward of its loss / n (the gradients add up on the parameters).
+    private (double Loss, double Mse, double Penalty) BatchForwardBackward(Batch batch, int n)
+    {
+        var (ids, noisy, target, t) = batch;
         using var text = _model.TextEncoder.Encode(ids, new Dictionary<long, Tensor> { [TokenId] = _token });
         var pred = _model.Unet.forward(noisy, t, text.LastHiddenState);
         var mse = _config.SnrGamma is { } gamma

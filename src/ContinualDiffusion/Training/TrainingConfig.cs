@@ -104,13 +104,13 @@ public sealed record TrainingConfig
         Require(LrWarmupSteps is null or >= 0, "lr_warmup_steps", ">= 0");
         Require(LrWarmupSteps is null or 0 || Training.LrScheduler.HasWarmup(LrScheduler ?? Training.LrScheduler.Constant), "lr_warmup_steps",
             $"0 with the constant schedule (set {(asOptions ? "--lr-scheduler" : "lr_scheduler")} to constant_with_warmup, linear or cosine)");
-        Require(LrWarmupSteps is null || LrWarmupSteps < Steps, "lr_warmup_steps", $"less than the steps ({Steps})");
         Require(GradientAccumulationSteps is null or > 0, "gradient_accumulation_steps", "> 0");
         Require(SnrGamma is null || (SnrGamma > 0 && double.IsFinite(SnrGamma.Value)), "snr_gamma", "a positive number (5 is usual)");
         Require(NoiseOffset is null || (NoiseOffset >= 0 && double.IsFinite(NoiseOffset.Value)), "noise_offset", "a number >= 0 (0.05-0.1 is usual)");
         return this with
         {
-            LrScheduler = LrScheduler == Training.LrScheduler.Constant ? null : LrScheduler,
+            // constant_with_warmup without warm-up steps is constant
+            LrScheduler = LrScheduler == Training.LrScheduler.Constant || (LrScheduler == "constant_with_warmup" && LrWarmupSteps is null or 0) ? null : LrScheduler,
             LrWarmupSteps = LrWarmupSteps == 0 ? null : LrWarmupSteps,
             GradientAccumulationSteps = GradientAccumulationSteps == 1 ? null : GradientAccumulationSteps,
             NoiseOffset = NoiseOffset == 0 ? null : NoiseOffset,

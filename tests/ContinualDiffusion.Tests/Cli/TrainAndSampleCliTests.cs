@@ -56,6 +56,23 @@ public class TrainAndSampleCliTests : IDisposable
         Assert.Contains("FAILED", bad.Stdout);
     }
 
+    /// `--sample-every N --sample-prompt P`: a validation image every N steps, drawn from P with the new token for {}.
+    [Fact]
+    public void Validation_samples_are_written_every_N_steps_with_the_given_prompt()
+    {
+        var run = Path.Combine(_dir, "run");
+        var images = TestImages.WriteFolder(Path.Combine(_dir, "imgs"), 2, new Rgb24(200, 40, 40));
+        var t = CliRunner.Run("train", "--task", "1", "--images", images, "--model", Fixture.SdTiny, "--run", run, "--steps", "4", "--rank", "2",
+            "--checkpoint-every", "0", "--sample-every", "2", "--sample-prompt", "a {} in the snow");
+        Assert.True(t.ExitCode == 0, t.Stderr);
+        var samples = Path.Combine(run, "samples", "task-001");
+        Assert.Equal(["step-00002.png", "step-00004.png"], Directory.GetFiles(samples).Select(f => Path.GetFileName(f)).Order().ToArray());
+        var (image, text) = PngFile.Load(Path.Combine(samples, "step-00004.png"));
+        image.Dispose();
+        Assert.Equal("a <v1> in the snow", text["prompt"]);
+        Assert.Equal("4", text["step"]);
+    }
+
     [Theory]
     [InlineData("train --task 1 --images /no/such/dir --model MODEL --run RUN", "folder not found")]
     [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --rank 0", "--rank must be > 0")]
@@ -63,9 +80,9 @@ public class TrainAndSampleCliTests : IDisposable
     [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --steps 0", "--steps must be > 0")]
     [InlineData("train --task 2 --images IMAGES --model MODEL --run RUN", "start with --task 1")]
     [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --lr-warmup-steps 5", "--lr-warmup-steps must be 0 with the constant schedule (set --lr-scheduler to")]
-    [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --lr-scheduler cosine --lr-warmup-steps 10 --steps 10", "--lr-warmup-steps must be less than the steps (10)")]
     [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --lr-scheduler step", "Argument 'step' not recognized")]
     [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --gradient-accumulation-steps 0", "--gradient-accumulation-steps must be > 0")]
+    [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --sample-every -1", "--sample-every -1: must be >= 0")]
     [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --snr-gamma 0", "--snr-gamma must be a positive number")]
     [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --noise-offset -0.1", "--noise-offset must be a number >= 0")]
     [InlineData("train --task 1 --images IMAGES --run RUN", "--model is required")]

@@ -56,7 +56,7 @@ public class RunDirectoryTests : IDisposable
         Assert.Contains("\"retried_steps\": 3", File.ReadAllText(run.ManifestPath));
         Assert.Equal((3, 1), (run.ReadManifest().Tasks[0].RetriedSteps, run.ReadManifest().Tasks[0].DroppedSteps));
 
-        foreach (var (written, bad) in new[] { ("\"retried_steps\": 3", "\"retried_steps\": -1"), ("\"dropped_steps\": 1", "\"dropped_steps\": 11"), ("\"retried_steps\": 3", "\"retried_steps\": 1.5") })
+        foreach (var (written, bad) in new[] { ("\"retried_steps\": 3", "\"retried_steps\": -1"), ("\"dropped_steps\": 1", "\"dropped_steps\": 11"), ("\"retried_steps\": 3", "\"retried_steps\": 11"), ("\"retried_steps\": 3", "\"retried_steps\": 1.5") })
         {
             var json = File.ReadAllText(run.ManifestPath);
             Assert.Contains(written, json);
