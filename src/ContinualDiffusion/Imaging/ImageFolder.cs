@@ -9,8 +9,10 @@ using static TorchSharp.torch;
 
 namespace ContinualDiffusion.Imaging;
 
-/// A concept's training images, ready for the VAE: (N, 3, R, R) in [-1, 1].
-public sealed record ConceptImages(Tensor Pixels, IReadOnlyList<string> Files, IReadOnlyList<string> Skipped, string SetHash) : IDisposable
+/// A concept's training images, ready for the VAE: (N, 3, R, R) in [-1, 1]. `Captions`: per image, its caption
+/// with "{}" where the concept's token goes, or null (the prompt templates); null when no image has one.
+public sealed record ConceptImages(Tensor Pixels, IReadOnlyList<string> Files, IReadOnlyList<string> Skipped, string SetHash,
+    IReadOnlyList<string?>? Captions = null) : IDisposable
 {
     public int Count => Files.Count;
     public void Dispose() => Pixels.Dispose();
@@ -24,11 +26,20 @@ public static class ImageFolder
 {
     public const long DefaultMaxPixels = 40_000_000;
 
-    public static ConceptImages Load(string folder, int resolution, long maxPixels = DefaultMaxPixels, Action<string>? warn = null)
+    /// The caption file of an image: the same name with this extension (kohya's and OneTrainer's convention).
+    public const string CaptionExtension = ".txt";
+
+    private const int MaxCaptionBytes = 64 * 1024;
+
+    /// `readCaptions`: an image `x.png` with a `x.txt` beside it is trained with that caption ("{}" marks the token);
+    /// the set hash then covers the captions too. Without it (or without any caption) nothing changes.
+    public static ConceptImages Load(string folder, int resolution, long maxPixels = DefaultMaxPixels, Action<string>? warn = null, bool readCaptions = false)
     {
         var root = Path.GetFullPath(folder);
         if (!Directory.Exists(root)) throw new InputException($"--images {root}: folder not found");
         var files = Directory.EnumerateFiles(root).Where(f => !Path.GetFileName(f).StartsWith('.')).Order(StringComparer.Ordinal).ToList();
+        var captionFiles = readCaptions ? files.Where(IsCaptionFile).ToHashSet(StringComparer.Ordinal) : [];
+        files = [.. files.Where(f => !captionFiles.Contains(f))];
         if (files.Count == 0) throw new InputException($"--images {root}: the folder is empty (expected PNG, JPEG, WebP or BMP images)");
 
         var tensors = new List<Tensor>();
@@ -50,13 +61,36 @@ public static class ImageFolder
             }
             if (tensors.Count == 0)
                 throw new InputException($"--images {root}: none of the {files.Count} file(s) is a usable image (expected PNG, JPEG, WebP or BMP)");
+            var captions = used.Select(f => captionFiles.Contains(CaptionPath(f)) ? ReadCaption(CaptionPath(f)) : null).ToList();
+            foreach (var orphan in captionFiles.Where(c => !used.Any(f => CaptionPath(f) == c)).Order(StringComparer.Ordinal))
+                warn?.Invoke($"{orphan}: ignored (a caption, but no usable image of that name)");
+            bool captioned = captions.Any(c => c is not null);
+            var hashed = captioned ? used.SelectMany(f => captionFiles.Contains(CaptionPath(f)) ? new[] { f, CaptionPath(f) } : [f]) : used;
             var pixels = torch.stack(tensors);
-            return new ConceptImages(pixels, used, skipped, SetHash(root, used));
+            return new ConceptImages(pixels, used, skipped, SetHash(root, hashed), captioned ? captions : null);
         }
         finally
         {
             foreach (var t in tensors) t.Dispose();
         }
+    }
+
+    private static bool IsCaptionFile(string f) => Path.GetExtension(f).Equals(CaptionExtension, StringComparison.OrdinalIgnoreCase);
+
+    private static string CaptionPath(string image) => Path.ChangeExtension(image, CaptionExtension);
+
+    /// A caption: UTF-8 text, lines joined by spaces, with "{}" where the token goes.
+    private static string ReadCaption(string file)
+    {
+        var bytes = File.ReadAllBytes(file);
+        if (bytes.Length > MaxCaptionBytes) throw new InputException($"{file}: a caption of {bytes.Length:N0} bytes (at most {MaxCaptionBytes:N0}; the text encoder reads 77 tokens)");
+        string text;
+        try { text = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes).TrimStart('\uFEFF'); }
+        catch (DecoderFallbackException) { throw new InputException($"{file}: a caption must be UTF-8 text"); }
+        var caption = string.Join(' ', text.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        if (!caption.Contains("{}"))
+            throw new InputException($"{file}: a caption must contain {{}} where the new token goes, e.g. \"a photo of {{}} on a beach\" (found \"{(caption.Length > 60 ? caption[..60] + "..." : caption)}\")");
+        return caption;
     }
 
     /// One image as (3, R, R) in [-1, 1] (oriented, RGB, centre-cropped, resized); null with the reason when the

@@ -72,7 +72,9 @@ public static class ContinualTraining
         CheckTaskNumber(r, manifest, config);
 
         int resolution = config.Resolution ?? source.NativeResolution();
-        using var images = ImageFolder.Load(r.ImagesDir, resolution, config.MaxImagePixels, warn);
+        using var images = ImageFolder.Load(r.ImagesDir, resolution, config.MaxImagePixels, warn, readCaptions: true);
+        if (images.Captions is { } captions)
+            warn?.Invoke($"task {r.Task}: {captions.Count(c => c is not null)} of {images.Count} image(s) have a caption ({ImageFolder.CaptionExtension}); the others use the prompt templates");
         var clock = Stopwatch.StartNew();
         using var model = StableDiffusion.Load(source, r.Device, r.Precision);
         model.Unet.GradientCheckpointing = r.GradientCheckpointing;
@@ -97,7 +99,7 @@ public static class ContinualTraining
             model.TextEncoder.ResizeTokenEmbeddings((int)tokenId + 1, g); // random init, not a word's embedding
 
         using var latents = ConceptLatents.Encode(model.Vae, images.Pixels.to(model.Device), config.HorizontalFlip);
-        using var trainer = new TaskTrainer(model, latents, token, tokenId, past, config, r.Task, info: warn);
+        using var trainer = new TaskTrainer(model, latents, token, tokenId, past, config, r.Task, info: warn, captions: images.Captions);
         if (past is not null) foreach (var t in past.Values) t.Dispose();
 
         var checkpointPath = Path.Combine(run.CheckpointDir(r.Task), CheckpointFile);

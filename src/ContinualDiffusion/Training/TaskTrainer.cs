@@ -37,6 +37,7 @@ public sealed class TaskTrainer : IDisposable
     private readonly AdamW _optimizer;
     private readonly IReadOnlyList<TorchSharp.Modules.Parameter> _trainable;
     private readonly Tensor[] _templateIds;
+    private readonly Tensor?[]? _captionIds; // per image (latents index mod image count): its caption's ids, or null
     private readonly int _task;
     private readonly NonFiniteStepGuard _guard;
     private string _lastNonFinite = "";
@@ -63,7 +64,8 @@ public sealed class TaskTrainer : IDisposable
     /// oneDNN on, and a step non-finite twice is dropped (ten in a row: diverged). `oneDnnEnabled`/`suspendOneDnn` default to the process-wide switch; tests fake them.
     public TaskTrainer(StableDiffusion model, ConceptLatents latents, string token, long tokenId,
         IReadOnlyDictionary<string, Tensor>? pastDeltas, TrainingConfig config, int task,
-        Func<bool>? oneDnnEnabled = null, Func<IDisposable>? suspendOneDnn = null, Action<string>? info = null)
+        Func<bool>? oneDnnEnabled = null, Func<IDisposable>? suspendOneDnn = null, Action<string>? info = null,
+        IReadOnlyList<string?>? captions = null)
     {
         _info = info;
         _model = model; _latents = latents; _config = config; _task = task; TokenId = tokenId;
@@ -108,6 +110,12 @@ public sealed class TaskTrainer : IDisposable
         _templateIds = config.PromptTemplates
             .Select(t => model.Tokenize([t.Replace("{}", token)]).DetachFromDisposeScope())
             .ToArray();
+        if (captions is not null)
+        {
+            if (captions.Count == 0 || latents.Count % captions.Count != 0)
+                throw new ArgumentException($"{captions.Count} captions for {latents.Count} latents (expected one per image)", nameof(captions));
+            _captionIds = captions.Select(c => c is null ? null : model.Tokenize([c.Replace("{}", token)]).DetachFromDisposeScope()).ToArray();
+        }
     }
 
     /// The text features anchored-lora keeps the outputs of: the past concepts' prompts and the generic captions.
@@ -214,7 +222,12 @@ public sealed class TaskTrainer : IDisposable
     {
         int b = _config.BatchSize;
         var indices = Enumerable.Range(0, b).Select(_ => (long)rng.Next(_latents.Count)).ToArray();
-        var ids = torch.cat(Enumerable.Range(0, b).Select(_ => _templateIds[rng.Next(_templateIds.Length)]).ToArray());
+        // A template is drawn for every image, captioned or not, so the draws stay those of an uncaptioned folder.
+        var ids = torch.cat(Enumerable.Range(0, b).Select(j =>
+        {
+            var template = _templateIds[rng.Next(_templateIds.Length)];
+            return _captionIds?[indices[j] % _captionIds.Length] ?? template;
+        }).ToArray());
 
         var z0 = _latents.Sample(indices, gen).to(_model.Device);
         var noise = torch.randn(z0.shape, generator: gen).to(_model.Device);
@@ -343,6 +356,7 @@ public sealed class TaskTrainer : IDisposable
         _optimizer.Dispose();
         _anchor?.Dispose();
         foreach (var ids in _templateIds) ids.Dispose();
+        foreach (var ids in _captionIds ?? []) ids?.Dispose();
         _token.Dispose();
     }
 }

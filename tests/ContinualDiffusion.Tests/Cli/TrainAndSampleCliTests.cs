@@ -73,6 +73,26 @@ public class TrainAndSampleCliTests : IDisposable
         Assert.Equal("4", text["step"]);
     }
 
+    /// Captions beside the images are used and announced; a bad one stops the task before anything is written.
+    [Fact]
+    public void Train_reads_captions_and_refuses_a_bad_one_naming_it()
+    {
+        var run = Path.Combine(_dir, "run");
+        var images = TestImages.WriteFolder(Path.Combine(_dir, "imgs"), 2, new Rgb24(200, 40, 40));
+        File.WriteAllText(Path.Combine(images, "img0.txt"), "a photo of {} on a beach");
+        string[] args = ["train", "--task", "1", "--images", images, "--model", Fixture.SdTiny, "--run", run, "--steps", "2", "--rank", "2", "--checkpoint-every", "0"];
+        var t = CliRunner.RunProcess(args); // a process of its own: the log lines go to the real stderr
+        Assert.True(t.ExitCode == 0, t.Stderr);
+        Assert.Contains("task 1: 1 of 2 image(s) have a caption (.txt)", t.Stderr);
+
+        File.WriteAllText(Path.Combine(images, "img1.txt"), "a photo of a dog");
+        var manifest = File.ReadAllBytes(Path.Combine(run, "manifest.json"));
+        var bad = CliRunner.Run([.. args, "--overwrite"]);
+        Assert.Equal(2, bad.ExitCode);
+        Assert.Contains($"{Path.Combine(images, "img1.txt")}: a caption must contain {{}}", bad.Stderr);
+        Assert.Equal(manifest, File.ReadAllBytes(Path.Combine(run, "manifest.json")));
+    }
+
     [Theory]
     [InlineData("train --task 1 --images /no/such/dir --model MODEL --run RUN", "folder not found")]
     [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --rank 0", "--rank must be > 0")]

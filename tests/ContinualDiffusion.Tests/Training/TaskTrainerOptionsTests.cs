@@ -9,8 +9,9 @@ using static TorchSharp.torch;
 
 namespace ContinualDiffusion.Tests.Training;
 
-/// `--gradient-accumulation-steps` and `--lr-scheduler` inside TaskTrainer on the sd-tiny model.
-public class AccumulationAndScheduleTests
+/// `cdiff train`'s options inside TaskTrainer on the sd-tiny model: gradient accumulation, learning-rate schedules,
+/// Min-SNR, offset noise, captions.
+public class TaskTrainerOptionsTests
 {
     private sealed class TinyTask : IDisposable
     {
@@ -18,7 +19,7 @@ public class AccumulationAndScheduleTests
         private readonly ConceptLatents _latents;
         public TaskTrainer Trainer { get; }
 
-        public TinyTask(TrainingConfig config, bool gradientCheckpointing = false)
+        public TinyTask(TrainingConfig config, bool gradientCheckpointing = false, IReadOnlyList<string?>? captions = null)
         {
             _model = StableDiffusion.Load(DiffusersFolder.Open(Fixture.SdTiny));
             _model.Unet.GradientCheckpointing = gradientCheckpointing;
@@ -27,7 +28,7 @@ public class AccumulationAndScheduleTests
             using var images = new Generator(6); // the tensors below belong to the calling test's scope
             _latents = ConceptLatents.Encode(_model.Vae, torch.rand(4, 3, 32, 32, generator: images).Times(2).Minus(1), withFlips: false);
             var zeros = LoraInjector.BaseWeights(_model.CrossAttentionKeyValueTargets()).ToDictionary(kv => kv.Key, kv => torch.zeros_like(kv.Value));
-            Trainer = new TaskTrainer(_model, _latents, "<v1>", id, zeros, config.Validated("test"), task: 1);
+            Trainer = new TaskTrainer(_model, _latents, "<v1>", id, zeros, config.Validated("test"), task: 1, captions: captions);
         }
 
         public List<Tensor> Trainable => [.. Trainer.Layers.SelectMany(l => l.NamedTrainableParameters()).Select(p => (Tensor)p.Value), Trainer.TokenEmbedding];
@@ -117,6 +118,23 @@ public class AccumulationAndScheduleTests
         Assert.True(double.IsFinite(offset) && double.IsFinite(snr));
         Assert.NotEqual(plain, offset);
         Assert.NotEqual(plain, snr);
+    }
+
+    /// Captions replace the prompt template of the images that have one: a caption equal to the template trains
+    /// exactly as without captions (the draws are the same), another caption changes the loss.
+    [Fact]
+    public void Captions_replace_the_template_of_their_images()
+    {
+        using var scope = torch.NewDisposeScope();
+        double Loss(IReadOnlyList<string?>? captions)
+        {
+            using var task = new TinyTask(Base with { BatchSize = 4 }, captions: captions);
+            return task.Trainer.ForwardBackward(1).Loss;
+        }
+        double plain = Loss(null);
+        Assert.Equal(plain, Loss(["a photo of {}", "a photo of {}", null, "a photo of {}"]));
+        const string other = "a watercolour painting of {} at night";
+        Assert.NotEqual(plain, Loss([other, other, other, other]));
     }
 
     /// With warm-up the first step's rate is 0 (diffusers' LambdaLR at step 0): nothing moves, not even by weight
