@@ -42,6 +42,25 @@ public static class MalformedImages
             new("jpeg-named.png", Expectation.AcceptOrRefuse, d => File.WriteAllBytes(Path.Combine(d, "a.png"), jpeg)),
             new("png-huge-text-chunk", Expectation.AcceptOrRefuse, d => File.WriteAllBytes(Path.Combine(d, "a.png"), WithTextChunk(png, 8 << 20))),
         };
+        // Captions beside a good image (`cdiff train` reads x.txt for x.png).
+        void Captioned(string d, Action<string> caption)
+        {
+            File.WriteAllBytes(Path.Combine(d, "a.png"), png);
+            caption(Path.Combine(d, "a.txt"));
+        }
+        cases.AddRange(
+        [
+            new("caption-without-token", Expectation.Refuse, d => Captioned(d, c => File.WriteAllText(c, "a photo of a dog"))),
+            new("caption-not-utf8", Expectation.Refuse, d => Captioned(d, c => File.WriteAllBytes(c, [0x7B, 0x7D, 0x20, 0xC3, 0x28, 0xFF]))),
+            new("caption-8-MiB", Expectation.Refuse, d => Captioned(d, c => File.WriteAllText(c, "{} " + new string('x', 8 << 20)))),
+            new("caption-symlink-to-dev-zero", Expectation.Refuse, d => Captioned(d, c => File.CreateSymbolicLink(c, "/dev/zero"))),
+            new("caption-dangling-symlink", Expectation.AcceptOrRefuse, d => Captioned(d, c => File.CreateSymbolicLink(c, Path.Combine(d, "missing.txt")))),
+            new("caption-directory-named", Expectation.AcceptOrRefuse, d => Captioned(d, c => Directory.CreateDirectory(c))),
+            new("caption-zero-byte", Expectation.Refuse, d => Captioned(d, c => File.WriteAllBytes(c, []))),
+            new("caption-token-only", Expectation.AcceptOrRefuse, d => Captioned(d, c => File.WriteAllText(c, "{}"))),
+            new("caption-bom-crlf-2000-tokens", Expectation.AcceptOrRefuse, d => Captioned(d, c => File.WriteAllText(c, "\uFEFFa photo of {}\r\n" + string.Join(' ', Enumerable.Repeat("very", 2000)), new System.Text.UTF8Encoding(true)))),
+            new("caption-orphan", Expectation.AcceptOrRefuse, d => { File.WriteAllBytes(Path.Combine(d, "a.png"), png); File.WriteAllText(Path.Combine(d, "b.txt"), "no image of this name"); }),
+        ]);
         // Truncations at spread-out points of a real PNG and JPEG: headers, first chunk, middle, last bytes.
         foreach (var f in new[] { 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.97, 0.995 })
         {

@@ -55,7 +55,7 @@ public class CaptionTests : IDisposable
     [Theory]
     [InlineData("a photo of a dog", "must contain {} where the new token goes")]
     [InlineData(null, "a caption must be UTF-8 text")]
-    [InlineData("", "bytes (at most 65,536")]
+    [InlineData("", "a caption of more than 65,536 bytes")]
     public void A_bad_caption_is_refused_naming_its_file(string? text, string expected)
     {
         var folder = Folder();
