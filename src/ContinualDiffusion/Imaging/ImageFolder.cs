@@ -10,13 +10,16 @@ using static TorchSharp.torch;
 namespace ContinualDiffusion.Imaging;
 
 /// A concept's training images, ready for the VAE: (N, 3, R, R) in [-1, 1]. `Captions`: per image, its caption
-/// with "{}" where the concept's token goes, or null (the prompt templates); null when no image has one.
+/// (with "{}" where the concept's token goes) or null (the prompt templates); null when no image has one.
 public sealed record ConceptImages(Tensor Pixels, IReadOnlyList<string> Files, IReadOnlyList<string> Skipped, string SetHash,
-    IReadOnlyList<string?>? Captions = null) : IDisposable
+    IReadOnlyList<Caption?>? Captions = null) : IDisposable
 {
     public int Count => Files.Count;
     public void Dispose() => Pixels.Dispose();
 }
+
+/// An image's caption and the file it came from.
+public sealed record Caption(string Text, string File);
 
 /// Loads a folder of images the way a user drops them there: PNG, JPEG, WebP or BMP (detected by content),
 /// EXIF orientation applied, converted to RGB (transparency composited on white), centre-cropped to a square
@@ -38,9 +41,17 @@ public static class ImageFolder
         var root = Path.GetFullPath(folder);
         if (!Directory.Exists(root)) throw new InputException($"--images {root}: folder not found");
         var files = Directory.EnumerateFiles(root).Where(f => !Path.GetFileName(f).StartsWith('.')).Order(StringComparer.Ordinal).ToList();
-        var captionFiles = readCaptions ? files.Where(IsCaptionFile).ToHashSet(StringComparer.Ordinal) : [];
-        files = [.. files.Where(f => !captionFiles.Contains(f))];
-        if (files.Count == 0) throw new InputException($"--images {root}: the folder is empty (expected PNG, JPEG, WebP or BMP images)");
+        var captionFiles = readCaptions ? files.Where(IsCaptionFile).ToList() : [];
+        files = [.. files.Except(captionFiles)];
+        // Captions by the image's name without extension (x.png ↔ x.txt or x.TXT); two captions of one name are ambiguous.
+        var captionByStem = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var c in captionFiles)
+            if (!captionByStem.TryAdd(Stem(c), c))
+                throw new InputException($"{c}: two captions for the images named {Path.GetFileName(Stem(c))} ({Path.GetFileName(captionByStem[Stem(c)])} and {Path.GetFileName(c)}); keep one");
+        if (files.Count == 0)
+            throw new InputException(captionFiles.Count == 0
+                ? $"--images {root}: the folder is empty (expected PNG, JPEG, WebP or BMP images)"
+                : $"--images {root}: the folder holds only captions ({CaptionExtension}), no image (expected PNG, JPEG, WebP or BMP images)");
 
         var tensors = new List<Tensor>();
         var used = new List<string>();
@@ -61,11 +72,12 @@ public static class ImageFolder
             }
             if (tensors.Count == 0)
                 throw new InputException($"--images {root}: none of the {files.Count} file(s) is a usable image (expected PNG, JPEG, WebP or BMP)");
-            var captions = used.Select(f => captionFiles.Contains(CaptionPath(f)) ? ReadCaption(CaptionPath(f)) : null).ToList();
-            foreach (var orphan in captionFiles.Where(c => !used.Any(f => CaptionPath(f) == c)).Order(StringComparer.Ordinal))
+            var captions = used.Select(f => captionByStem.TryGetValue(Stem(f), out var c) ? new Caption(ReadCaption(c), c) : null).ToList();
+            var usedStems = used.Select(Stem).ToHashSet(StringComparer.Ordinal);
+            foreach (var orphan in captionFiles.Where(c => !usedStems.Contains(Stem(c))).Order(StringComparer.Ordinal))
                 warn?.Invoke($"{orphan}: ignored (a caption, but no usable image of that name)");
             bool captioned = captions.Any(c => c is not null);
-            var hashed = captioned ? used.SelectMany(f => captionFiles.Contains(CaptionPath(f)) ? new[] { f, CaptionPath(f) } : [f]) : used;
+            var hashed = captioned ? used.Zip(captions).SelectMany(p => p.Second is { } c ? new[] { p.First, c.File } : [p.First]) : used;
             var pixels = torch.stack(tensors);
             return new ConceptImages(pixels, used, skipped, SetHash(root, hashed), captioned ? captions : null);
         }
@@ -77,7 +89,7 @@ public static class ImageFolder
 
     private static bool IsCaptionFile(string f) => Path.GetExtension(f).Equals(CaptionExtension, StringComparison.OrdinalIgnoreCase);
 
-    private static string CaptionPath(string image) => Path.ChangeExtension(image, CaptionExtension);
+    private static string Stem(string file) => Path.Combine(Path.GetDirectoryName(file)!, Path.GetFileNameWithoutExtension(file));
 
     /// A caption: UTF-8 text, lines joined by spaces, with "{}" where the token goes.
     private static string ReadCaption(string file)

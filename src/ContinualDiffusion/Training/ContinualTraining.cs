@@ -74,7 +74,11 @@ public static class ContinualTraining
         int resolution = config.Resolution ?? source.NativeResolution();
         using var images = ImageFolder.Load(r.ImagesDir, resolution, config.MaxImagePixels, warn, readCaptions: true);
         if (images.Captions is { } captions)
-            warn?.Invoke($"task {r.Task}: {captions.Count(c => c is not null)} of {images.Count} image(s) have a caption ({ImageFolder.CaptionExtension}); the others use the prompt templates");
+        {
+            int n = captions.Count(c => c is not null);
+            warn?.Invoke($"task {r.Task}: {n} of {images.Count} image(s) have a caption ({ImageFolder.CaptionExtension}){(n < images.Count ? "; the others use the prompt templates" : "")}");
+        }
+        if (r.SamplePrompt is not null && r.SampleEvery == 0) warn?.Invoke("--sample-prompt is used only with --sample-every N; no validation samples will be written");
         var clock = Stopwatch.StartNew();
         using var model = StableDiffusion.Load(source, r.Device, r.Precision);
         model.Unet.GradientCheckpointing = r.GradientCheckpointing;
@@ -98,8 +102,9 @@ public static class ContinualTraining
         using (var g = new Generator(unchecked((ulong)(config.Seed * 31 + r.Task))))
             model.TextEncoder.ResizeTokenEmbeddings((int)tokenId + 1, g); // random init, not a word's embedding
 
+        CheckCaptionsKeepTheToken(model, images.Captions, token, tokenId);
         using var latents = ConceptLatents.Encode(model.Vae, images.Pixels.to(model.Device), config.HorizontalFlip);
-        using var trainer = new TaskTrainer(model, latents, token, tokenId, past, config, r.Task, info: warn, captions: images.Captions);
+        using var trainer = new TaskTrainer(model, latents, token, tokenId, past, config, r.Task, info: warn, captions: images.Captions?.Select(c => c?.Text).ToList());
         if (past is not null) foreach (var t in past.Values) t.Dispose();
 
         var checkpointPath = Path.Combine(run.CheckpointDir(r.Task), CheckpointFile);
@@ -242,6 +247,18 @@ public static class ContinualTraining
     }
 
     private const string DefaultSamplePrompt = "a photo of {}";
+
+    /// The text encoder reads 77 tokens: a caption whose {} comes later would train its image without the new token.
+    private static void CheckCaptionsKeepTheToken(StableDiffusion model, IReadOnlyList<Caption?>? captions, string token, long tokenId)
+    {
+        foreach (var c in captions ?? [])
+        {
+            if (c is null) continue;
+            using var scope = torch.NewDisposeScope();
+            if (!model.Tokenize([c.Text.Replace("{}", token)]).eq(tokenId).any().item<bool>())
+                throw new InputException($"{c.File}: the caption's {{}} comes after the text encoder's {model.Tokenizer.ModelMaxLength} tokens, so the new token would be cut off; shorten the caption or move {{}} forward");
+        }
+    }
 
     private static void WriteValidationSample(StableDiffusion model, TaskTrainer trainer, string prompt, string dir, int step, long seed)
     {

@@ -67,6 +67,8 @@ public sealed class TaskTrainer : IDisposable
         Func<bool>? oneDnnEnabled = null, Func<IDisposable>? suspendOneDnn = null, Action<string>? info = null,
         IReadOnlyList<string?>? captions = null)
     {
+        if (captions is not null && latents.Count != captions.Count && latents.Count != 2 * captions.Count)
+            throw new ArgumentException($"{captions.Count} captions for {latents.Count} latents (expected one per image, flipped or not)", nameof(captions));
         _info = info;
         _model = model; _latents = latents; _config = config; _task = task; TokenId = tokenId;
         _method = ContinualMethod.Parse(config.Method);
@@ -112,8 +114,6 @@ public sealed class TaskTrainer : IDisposable
             .ToArray();
         if (captions is not null)
         {
-            if (captions.Count == 0 || latents.Count % captions.Count != 0)
-                throw new ArgumentException($"{captions.Count} captions for {latents.Count} latents (expected one per image)", nameof(captions));
             _captionIds = captions.Select(c => c is null ? null : model.Tokenize([c.Replace("{}", token)]).DetachFromDisposeScope()).ToArray();
         }
     }
@@ -214,7 +214,15 @@ public sealed class TaskTrainer : IDisposable
         return BatchForwardBackward(DrawBatch(gen, rng), n);
     }
 
-    private sealed record Batch(Tensor TokenIds, Tensor Noisy, Tensor Target, Tensor Timesteps);
+    /// The first batch a step draws (for tests: which images and which token ids).
+    internal Batch FirstBatchOf(int step)
+    {
+        using var gen = new Generator(unchecked((ulong)Mix(_config.Seed, _task, step)));
+        var rng = new Random(unchecked((int)Mix(_config.Seed, _task, step)));
+        return DrawBatch(gen, rng);
+    }
+
+    internal sealed record Batch(long[] Indices, Tensor TokenIds, Tensor Noisy, Tensor Target, Tensor Timesteps);
 
     /// The next batch of the step's streams (images, templates, noise, timesteps, offset noise), in the order a step
     /// without accumulation always drew them; a step's batches continue the same streams, so they differ.
@@ -234,13 +242,13 @@ public sealed class TaskTrainer : IDisposable
         var t = torch.randint(0, _schedule.NumTrainTimesteps, [b], generator: gen, dtype: ScalarType.Int64).to(_model.Device);
         if (_config.NoiseOffset is { } offset) // drawn after the rest, so without it the batch is the one it always was
             noise = noise.Plus(torch.randn([b, z0.shape[1], 1, 1], generator: gen).to(_model.Device).Times(offset));
-        return new Batch(ids, _schedule.AddNoise(z0, noise, t), _schedule.TrainingTarget(z0, noise, t), t);
+        return new Batch(indices, ids, _schedule.AddNoise(z0, noise, t), _schedule.TrainingTarget(z0, noise, t), t);
     }
 
     /// One batch's forward and the backward of its loss / n (the gradients add up on the parameters).
     private (double Loss, double Mse, double Penalty) BatchForwardBackward(Batch batch, int n)
     {
-        var (ids, noisy, target, t) = batch;
+        var (_, ids, noisy, target, t) = batch;
         using var text = _model.TextEncoder.Encode(ids, new Dictionary<long, Tensor> { [TokenId] = _token });
         var pred = _model.Unet.forward(noisy, t, text.LastHiddenState);
         var mse = _config.SnrGamma is { } gamma

@@ -79,12 +79,27 @@ public class TrainAndSampleCliTests : IDisposable
     {
         var run = Path.Combine(_dir, "run");
         var images = TestImages.WriteFolder(Path.Combine(_dir, "imgs"), 2, new Rgb24(200, 40, 40));
-        File.WriteAllText(Path.Combine(images, "img0.txt"), "a photo of {} on a beach");
         string[] args = ["train", "--task", "1", "--images", images, "--model", Fixture.SdTiny, "--run", run, "--steps", "2", "--rank", "2", "--checkpoint-every", "0"];
-        var t = CliRunner.RunProcess(args); // a process of its own: the log lines go to the real stderr
-        Assert.True(t.ExitCode == 0, t.Stderr);
-        Assert.Contains("task 1: 1 of 2 image(s) have a caption (.txt)", t.Stderr);
+        Assert.Equal(0, CliRunner.Run(args).ExitCode);
+        double FinalLoss() => System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "manifest.json")))
+            .RootElement.GetProperty("tasks")[0].GetProperty("final_loss").GetDouble();
+        double uncaptioned = FinalLoss();
 
+        File.WriteAllText(Path.Combine(images, "img0.txt"), "a photo of {} on a beach");
+        File.WriteAllText(Path.Combine(images, "img1.txt"), "a drawing of {} at night");
+        var t = CliRunner.RunProcess([.. args, "--overwrite"]); // a process of its own: the log lines go to the real stderr
+        Assert.True(t.ExitCode == 0, t.Stderr);
+        Assert.Contains("task 1: 2 of 2 image(s) have a caption (.txt)", t.Stderr);
+        Assert.NotEqual(uncaptioned, FinalLoss()); // the same draws, other text: the captions reached the steps
+
+        File.WriteAllText(Path.Combine(images, "img0.txt"), string.Join(' ', Enumerable.Repeat("very", 80)) + " {}");
+        var manifestBefore = File.ReadAllBytes(Path.Combine(run, "manifest.json"));
+        var late = CliRunner.Run([.. args, "--overwrite"]);
+        Assert.Equal(2, late.ExitCode);
+        Assert.Contains($"{Path.Combine(images, "img0.txt")}: the caption's {{}} comes after the text encoder's 77 tokens", late.Stderr);
+        Assert.Equal(manifestBefore, File.ReadAllBytes(Path.Combine(run, "manifest.json")));
+
+        File.WriteAllText(Path.Combine(images, "img0.txt"), "a photo of {} on a beach");
         File.WriteAllText(Path.Combine(images, "img1.txt"), "a photo of a dog");
         var manifest = File.ReadAllBytes(Path.Combine(run, "manifest.json"));
         var bad = CliRunner.Run([.. args, "--overwrite"]);

@@ -35,7 +35,8 @@ public class CaptionTests : IDisposable
         string captionedHash;
         using (var captioned = ImageFolder.Load(folder, 32, warn: warnings.Add, readCaptions: true))
         {
-            Assert.Equal(["a photo of {} on a beach", null], captioned.Captions!);
+            Assert.Equal(["a photo of {} on a beach", null], captioned.Captions!.Select(c => c?.Text));
+            Assert.Equal(Path.Combine(folder, "img0.txt"), captioned.Captions![0]!.File);
             Assert.Equal(2, captioned.Count);
             Assert.Empty(captioned.Skipped);
             Assert.Contains("notes.txt: ignored (a caption, but no usable image of that name)", Assert.Single(warnings));
@@ -50,6 +51,26 @@ public class CaptionTests : IDisposable
         using var notRead = ImageFolder.Load(folder, 32); // other callers (classification folders) read no captions
         Assert.Null(notRead.Captions);
         Assert.Equal(2, notRead.Skipped.Count); // the .txt files are not images
+    }
+
+    /// Captions go by the image's name without extension: x.TXT is x.png's caption too (a .txt image is not read
+    /// as an image); two captions for one name, or only captions, are refused.
+    [Fact]
+    public void Captions_match_by_name_whatever_the_extensions_case_and_ambiguity_is_refused()
+    {
+        var folder = Folder();
+        File.WriteAllText(Path.Combine(folder, "img1.TXT"), "{} upper case");
+        using (var images = ImageFolder.Load(folder, 32, readCaptions: true))
+            Assert.Equal([null, "{} upper case"], images.Captions!.Select(c => c?.Text));
+
+        File.WriteAllText(Path.Combine(folder, "img1.txt"), "{} lower case");
+        var e = Assert.Throws<InputException>(() => ImageFolder.Load(folder, 32, readCaptions: true));
+        Assert.Contains("two captions for the images named img1", e.Message);
+
+        var only = Path.Combine(_dir, "only");
+        Directory.CreateDirectory(only);
+        File.WriteAllText(Path.Combine(only, "a.txt"), "{}");
+        Assert.Contains("holds only captions", Assert.Throws<InputException>(() => ImageFolder.Load(only, 32, readCaptions: true)).Message);
     }
 
     [Theory]

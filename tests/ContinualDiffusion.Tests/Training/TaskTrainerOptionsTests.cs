@@ -19,14 +19,16 @@ public class TaskTrainerOptionsTests
         private readonly ConceptLatents _latents;
         public TaskTrainer Trainer { get; }
 
-        public TinyTask(TrainingConfig config, bool gradientCheckpointing = false, IReadOnlyList<string?>? captions = null)
+        public StableDiffusion Model => _model;
+
+        public TinyTask(TrainingConfig config, bool gradientCheckpointing = false, IReadOnlyList<string?>? captions = null, bool flips = false)
         {
             _model = StableDiffusion.Load(DiffusersFolder.Open(Fixture.SdTiny));
             _model.Unet.GradientCheckpointing = gradientCheckpointing;
             long id = _model.Tokenizer.AddConceptToken("<v1>");
             using (var init = new Generator(5)) _model.TextEncoder.ResizeTokenEmbeddings((int)id + 1, init);
             using var images = new Generator(6); // the tensors below belong to the calling test's scope
-            _latents = ConceptLatents.Encode(_model.Vae, torch.rand(4, 3, 32, 32, generator: images).Times(2).Minus(1), withFlips: false);
+            _latents = ConceptLatents.Encode(_model.Vae, torch.rand(4, 3, 32, 32, generator: images).Times(2).Minus(1), withFlips: flips);
             var zeros = LoraInjector.BaseWeights(_model.CrossAttentionKeyValueTargets()).ToDictionary(kv => kv.Key, kv => torch.zeros_like(kv.Value));
             Trainer = new TaskTrainer(_model, _latents, "<v1>", id, zeros, config.Validated("test"), task: 1, captions: captions);
         }
@@ -135,6 +137,27 @@ public class TaskTrainerOptionsTests
         Assert.Equal(plain, Loss(["a photo of {}", "a photo of {}", null, "a photo of {}"]));
         const string other = "a watercolour painting of {} at night";
         Assert.NotEqual(plain, Loss([other, other, other, other]));
+    }
+
+    /// Each row of a batch gets the caption of the image it was drawn from (its flipped copy too), or a template.
+    [Fact]
+    public void Every_row_of_a_batch_has_its_own_images_caption()
+    {
+        using var scope = torch.NewDisposeScope();
+        string?[] captions = ["a red {}", null, "a {} in the snow", "a watercolour of {}"];
+        using var task = new TinyTask(Base with { BatchSize = 8 }, captions: captions, flips: true);
+        var seen = new HashSet<long>();
+        for (int step = 1; step <= 3; step++)
+        {
+            var batch = task.Trainer.FirstBatchOf(step);
+            for (int j = 0; j < batch.Indices.Length; j++)
+            {
+                seen.Add(batch.Indices[j]);
+                var expected = task.Model.Tokenize([(captions[batch.Indices[j] % 4] ?? "a photo of {}").Replace("{}", "<v1>")]);
+                Assert.True(batch.TokenIds[j].equal(expected[0]).all().item<bool>(), $"step {step} row {j} (latent {batch.Indices[j]})");
+            }
+        }
+        Assert.Contains(seen, i => i >= 4); // flipped copies were drawn and mapped back
     }
 
     /// With warm-up the first step's rate is 0 (diffusers' LambdaLR at step 0): nothing moves, not even by weight
