@@ -255,7 +255,7 @@ public static class ContinualTraining
         {
             if (c is null) continue;
             using var scope = torch.NewDisposeScope();
-            if (!model.Tokenize([c.Text.Replace("{}", token)]).eq(tokenId).any().item<bool>())
+            if (!model.Tokenize([c.Text.Replace("{}", token)]).data<long>().Contains(tokenId))
                 throw new InputException($"{c.File}: the caption's {{}} comes after the text encoder's {model.Tokenizer.ModelMaxLength} tokens, so the new token would be cut off; shorten the caption or move {{}} forward");
         }
     }
