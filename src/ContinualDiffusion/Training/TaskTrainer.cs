@@ -186,8 +186,8 @@ public sealed class TaskTrainer : IDisposable
         _optimizer.ZeroGrad();
         _lastNonFinite = "";
         double loss = 0, mse = 0, penalty = 0;
-        using var gen = new Generator(unchecked((ulong)Mix(_config.Seed, _task, step)));
-        var rng = new Random(unchecked((int)Mix(_config.Seed, _task, step)));
+        var (gen, rng) = Streams(step);
+        using var genScope = gen;
         for (int k = 0; k < n; k++)
         {
             using var scope = torch.NewDisposeScope(); // one batch's graph at a time
@@ -204,8 +204,8 @@ public sealed class TaskTrainer : IDisposable
     /// Batch `k` of `n` of the step alone (for tests): the step's draws up to it, then its forward and backward.
     internal (double Loss, double Mse, double Penalty) BatchForwardBackward(int step, int k, int n)
     {
-        using var gen = new Generator(unchecked((ulong)Mix(_config.Seed, _task, step)));
-        var rng = new Random(unchecked((int)Mix(_config.Seed, _task, step)));
+        var (gen, rng) = Streams(step);
+        using var genScope = gen;
         for (int i = 0; i < k; i++)
         {
             using var skipped = torch.NewDisposeScope();
@@ -214,11 +214,15 @@ public sealed class TaskTrainer : IDisposable
         return BatchForwardBackward(DrawBatch(gen, rng), n);
     }
 
+    /// The step's random streams (a pure function of seed, task and step): torch's for tensors, .NET's for choices.
+    private (Generator Torch, Random Choices) Streams(int step) =>
+        (new Generator(unchecked((ulong)Mix(_config.Seed, _task, step))), new Random(unchecked((int)Mix(_config.Seed, _task, step))));
+
     /// The first batch a step draws (for tests: which images and which token ids).
     internal Batch FirstBatchOf(int step)
     {
-        using var gen = new Generator(unchecked((ulong)Mix(_config.Seed, _task, step)));
-        var rng = new Random(unchecked((int)Mix(_config.Seed, _task, step)));
+        var (gen, rng) = Streams(step);
+        using var genScope = gen;
         return DrawBatch(gen, rng);
     }
 
