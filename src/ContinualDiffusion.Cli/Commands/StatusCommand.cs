@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using ContinualDiffusion.Runs;
 
 namespace ContinualDiffusion.Cli.Commands;
@@ -33,6 +34,8 @@ internal static class StatusCommand
             }
             foreach (var e in status.Tasks.Select(t => t.Entry).Where(e => e.RetriedSteps > 0 || e.DroppedSteps > 0))
                 stdout.WriteLine($"non-finite   task {e.Task}: {NonFiniteSummary(e)}");
+            foreach (var e in status.Tasks.Select(t => t.Entry).Where(e => e.Training is not null))
+                stdout.WriteLine($"training     task {e.Task}: {RecipeSummary(e.Training!, e.ImageCount)}");
             stdout.WriteLine();
             stdout.WriteLine($"on disk      {status.TotalBytes:N0} bytes");
             if (status.Problems.Count == 0)
@@ -44,6 +47,27 @@ internal static class StatusCommand
             throw new InputException($"{new RunDirectory(parse.GetValue(run)!.FullName).ManifestPath}: {status.Problems.Count} integrity problem(s); the first: {status.Problems[0]}");
         });
         return cmd;
+    }
+
+    /// How a task was trained, in one line: "512 px, batch 2 × 4 accumulated, cosine with 50 warm-up steps, token lr 0.005,
+    /// Min-SNR γ 5, flips, bf16, 3 of 10 images captioned".
+    internal static string RecipeSummary(TaskRecipe r, int imageCount)
+    {
+        var parts = new List<string>
+        {
+            $"{r.Resolution} px",
+            $"batch {r.BatchSize}" + (r.GradientAccumulationSteps > 1 ? $" × {r.GradientAccumulationSteps} accumulated" : ""),
+            r.LrScheduler + (r.LrWarmupSteps > 0 ? $" with {r.LrWarmupSteps} warm-up steps" : ""),
+            $"token lr {r.TokenLearningRate.ToString("G3", CultureInfo.InvariantCulture)}",
+        };
+        if (r.SnrGamma is { } gamma) parts.Add($"Min-SNR γ {gamma.ToString("G3", CultureInfo.InvariantCulture)}");
+        if (r.NoiseOffset > 0) parts.Add($"noise offset {r.NoiseOffset.ToString("G3", CultureInfo.InvariantCulture)}");
+        parts.Add(r.HorizontalFlip ? "flips" : "no flips");
+        parts.Add(r.Dtype + (r.VaeFp32 ? " (VAE fp32)" : ""));
+        if (r.GradientCheckpointing) parts.Add("gradient checkpointing");
+        parts.Add(r.PromptTemplates.Count == 1 ? $"prompt \"{r.PromptTemplates[0]}\"" : $"{r.PromptTemplates.Count} prompt templates");
+        if (r.CaptionedImages > 0) parts.Add($"{r.CaptionedImages} of {imageCount} images captioned");
+        return string.Join(", ", parts);
     }
 
     /// A task's non-finite steps in words (oneDNN's rare NaN, recomputed; half precision's, dropped).

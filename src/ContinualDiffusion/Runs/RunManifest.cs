@@ -43,6 +43,7 @@ public sealed record RunManifest
             if (t.AdapterBytes < 0 || t.AdapterSha256?.Length != 64) throw new InputException($"{where}: adapter_bytes/adapter_sha256 are not a size and a SHA-256");
             if (t.RetriedSteps < 0 || t.RetriedSteps > t.Steps || t.DroppedSteps < 0 || t.DroppedSteps > t.Steps)
                 throw new InputException($"{where}: retried_steps {t.RetriedSteps} and dropped_steps {t.DroppedSteps} must each be from 0 to steps ({t.Steps})");
+            t.Training?.Validate(where, t.ImageCount);
         }
     }
 }
@@ -109,6 +110,9 @@ public sealed record TaskEntry
     /// manifest of a task without any reads as before, also to a cdiff older than these fields.
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int RetriedSteps { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int DroppedSteps { get; init; }
+
+    /// The rest of how the task was trained (TaskRecipe); absent in manifests written before it was recorded.
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public TaskRecipe? Training { get; init; }
 }
 
 internal static class ManifestJson

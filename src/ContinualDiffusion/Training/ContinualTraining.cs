@@ -125,7 +125,7 @@ public static class ContinualTraining
                 WriteValidationSample(model, trainer, (r.SamplePrompt ?? DefaultSamplePrompt).Replace("{}", token), run.SamplesDir(r.Task), report.Step, config.Seed);
         }, cancel);
 
-        var entry = Commit(run, manifest, r, config, trainer, token, tokenId, baseModel, images, finalLoss, clock.Elapsed.TotalSeconds);
+        var entry = Commit(run, manifest, r, config, trainer, token, tokenId, baseModel, images, resolution, finalLoss, clock.Elapsed.TotalSeconds);
         TryDeleteDirectory(run.CheckpointDir(r.Task));
         return new TrainTaskResult(entry, Path.Combine(run.Root, entry.AdapterFile), stepTimes.Count == 0 ? 0 : stepTimes.Average());
     }
@@ -216,7 +216,7 @@ public static class ContinualTraining
     /// The commit point: adapter file (new name, so an --overwrite never touches the old file before the
     /// manifest points elsewhere), then the manifest; the replaced adapter is deleted last.
     private static TaskEntry Commit(RunDirectory run, RunManifest? manifest, TrainTaskRequest r, TrainingConfig config, TaskTrainer trainer,
-        string token, long tokenId, BaseModelInfo baseModel, ConceptImages images, double finalLoss, double seconds)
+        string token, long tokenId, BaseModelInfo baseModel, ConceptImages images, int resolution, double finalLoss, double seconds)
     {
         if (!double.IsFinite(finalLoss)) throw new TrainingDivergedException($"task {r.Task}: final loss {finalLoss}; nothing was written");
         AdapterMethods.TryParse(config.Method, out var method);
@@ -234,6 +234,7 @@ public static class ContinualTraining
             Method = config.Method, Rank = config.EffectiveRank, Lambda = config.EffectiveLambda, Steps = config.Steps,
             LearningRate = config.LearningRate, Seed = config.Seed, FinalLoss = finalLoss, WallTimeSeconds = seconds,
             FinishedUtc = DateTimeOffset.UtcNow, RetriedSteps = trainer.RetriedSteps, DroppedSteps = trainer.SkippedSteps,
+            Training = TaskRecipe.Of(config, resolution, images.Captions?.Count(c => c is not null) ?? 0, r.Precision, r.GradientCheckpointing),
         };
         var updated = manifest is null
             ? new RunManifest { BaseModel = baseModel, Method = config.Method, Tasks = [] }

@@ -132,7 +132,10 @@ public static class RunExport
         string tokens = string.Join(", ", embeddings.Select(e => e.Token));
         string description = $"cdiff {manifest.Method} {taskRange} ({tokens}) of run {run.Root}";
         var extra = CdiffMetadata(manifest, taskRange, embeddings);
-        KohyaLoraFile.Save(outPath, lora, KohyaLoraFile.Metadata(model, lora.Rank, title, description, embeddings.Select(e => e.Stem), extra));
+        var loraExtra = new Dictionary<string, string>(extra, StringComparer.Ordinal);
+        if (embeddings.Count == 1) // one task is one training: kohya's ss_* keys say how it was trained
+            foreach (var (k, v) in KohyaTrainingMetadata.Of(manifest.Tasks.Single(t => t.Task == embeddings[0].Task))) loraExtra[k] = v;
+        KohyaLoraFile.Save(outPath, lora, KohyaLoraFile.Metadata(model, lora.Rank, title, description, embeddings.Select(e => e.Stem), loraExtra));
         var written = new List<string> { outPath };
         messages.Add($"wrote {outPath}: a kohya LoRA of {taskRange} (rank {lora.Rank}, alpha {lora.Rank}: scale 1), for {KohyaLoraFile.Architecture(model)}");
         written.AddRange(WriteA1111Embeddings(Path.GetDirectoryName(outPath)!, model, embeddings, extra, messages,
