@@ -62,6 +62,7 @@ internal static class StatusCommand
         };
         if (r.SnrGamma is { } gamma) parts.Add($"Min-SNR γ {gamma.ToString("G3", CultureInfo.InvariantCulture)}");
         if (r.NoiseOffset > 0) parts.Add($"noise offset {r.NoiseOffset.ToString("G3", CultureInfo.InvariantCulture)}");
+        if (r.BucketStep is { } step) parts.Add($"aspect buckets (step {step})");
         parts.Add(r.HorizontalFlip ? "flips" : "no flips");
         parts.Add(r.Dtype + (r.VaeFp32 ? " (VAE fp32)" : ""));
         if (r.GradientCheckpointing) parts.Add("gradient checkpointing");

@@ -38,6 +38,8 @@ internal static class TrainCommand
         scheduler.AcceptOnlyFromAmong([.. LrScheduler.Names]);
         var snrGamma = new Option<double?>("--snr-gamma") { Description = "Min-SNR loss weighting with this gamma (5 is usual; default: off), as diffusers' --snr_gamma." };
         var noiseOffset = new Option<double?>("--noise-offset") { Description = "Offset noise scale (0.05-0.1 is usual; default: off): helps learn very dark or bright images." };
+        var buckets = new Option<bool>("--aspect-buckets") { Description = "Aspect-ratio buckets, as kohya's --enable_bucket: each image is cropped to the bucket nearest its width:height (area at most resolution²) instead of a centred square." };
+        var bucketStep = new Option<int?>("--bucket-step") { Description = "Side step of the aspect buckets in pixels (default 64; the resolution must be a multiple)." };
         var warmup = new Option<int?>("--lr-warmup-steps") { Description = "Warm-up steps of the schedule: the rate rises linearly from 0 (not with constant)." };
         var resolution = new Option<int?>("--resolution") { Description = "Training image side in pixels (default: the model's native size)." };
         var seed = new Option<long?>("--seed") { Description = "Random seed (same seed, same images, same options: same adapter)." };
@@ -53,7 +55,7 @@ internal static class TrainCommand
 
         var cmd = new Command("train", "Learn a new concept as the next C-LoRA task of a run.")
         {
-            task, images, run, model, originalConfig, predictionType, config, method, steps, lr, tokenLr, rank, lambda, batch, accumulation, scheduler, warmup, snrGamma, noiseOffset,
+            task, images, run, model, originalConfig, predictionType, config, method, steps, lr, tokenLr, rank, lambda, batch, accumulation, scheduler, warmup, snrGamma, noiseOffset, buckets, bucketStep,
             resolution, seed, checkpointEvery, sampleEvery, samplePrompt, resume, overwrite,
             device, dtype, vaeFp32, checkpointing,
         };
@@ -81,6 +83,8 @@ internal static class TrainCommand
                 LrWarmupSteps = parse.GetValue(warmup) ?? (parse.GetValue(scheduler) == LrScheduler.Constant ? null : baseConfig.LrWarmupSteps),
                 SnrGamma = parse.GetValue(snrGamma) ?? baseConfig.SnrGamma,
                 NoiseOffset = parse.GetValue(noiseOffset) ?? baseConfig.NoiseOffset,
+                AspectBuckets = parse.GetValue(buckets) ? true : baseConfig.AspectBuckets,
+                BucketStep = parse.GetValue(bucketStep) ?? baseConfig.BucketStep,
                 Resolution = parse.GetValue(resolution) ?? baseConfig.Resolution,
                 Seed = parse.GetValue(seed) ?? baseConfig.Seed,
                 CheckpointEvery = parse.GetValue(checkpointEvery) ?? baseConfig.CheckpointEvery,

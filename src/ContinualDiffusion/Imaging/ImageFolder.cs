@@ -9,21 +9,33 @@ using static TorchSharp.torch;
 
 namespace ContinualDiffusion.Imaging;
 
-/// A concept's training images, ready for the VAE: (N, 3, R, R) in [-1, 1]. `Captions`: per image, its caption
-/// (with "{}" where the concept's token goes) or null (the prompt templates); null when no image has one.
-public sealed record ConceptImages(Tensor Pixels, IReadOnlyList<string> Files, IReadOnlyList<string> Skipped, string SetHash,
+/// A concept's training images, ready for the VAE, in [-1, 1]: one group (N, 3, R, R) of every image, or with aspect
+/// buckets one group per bucket size used (images of one group share a size). `Captions`: per image, its caption (with
+/// "{}" where the concept's token goes) or null (the prompt templates); null when no image has one.
+public sealed record ConceptImages(IReadOnlyList<ImageGroup> Groups, IReadOnlyList<string> Files, IReadOnlyList<string> Skipped, string SetHash,
     IReadOnlyList<Caption?>? Captions = null) : IDisposable
 {
     public int Count => Files.Count;
-    public void Dispose() => Pixels.Dispose();
+
+    /// Every image as one (N, 3, R, R) tensor: only when all share a size (no buckets, or a single one used).
+    public Tensor Pixels => Groups.Count == 1 ? Groups[0].Pixels
+        : throw new InvalidOperationException($"the images are in {Groups.Count} aspect buckets of different sizes: read Groups");
+
+    public void Dispose()
+    {
+        foreach (var g in Groups) g.Pixels.Dispose();
+    }
 }
+
+/// Images of one size: `Indices` are their places in ConceptImages.Files, `Pixels` (n, 3, Height, Width) in that order.
+public sealed record ImageGroup(int Width, int Height, IReadOnlyList<int> Indices, Tensor Pixels);
 
 /// An image's caption and the file it came from.
 public sealed record Caption(string Text, string File);
 
 /// Loads a folder of images the way a user drops them there: PNG, JPEG, WebP or BMP (detected by content),
 /// EXIF orientation applied, converted to RGB (transparency composited on white), centre-cropped to a square
-/// and resized to the training resolution. Files that are not images, or are corrupt, are skipped with a
+/// (or, with aspect buckets, to its bucket's width:height) and resized to the training resolution (or the bucket's size). Files that are not images, or are corrupt, are skipped with a
 /// warning naming each; images over a pixel limit are refused before their pixels are decoded.
 public static class ImageFolder
 {
@@ -36,7 +48,9 @@ public static class ImageFolder
 
     /// `readCaptions`: an image `x.png` with a `x.txt` beside it is trained with that caption ("{}" marks the token);
     /// the set hash then covers the captions too. Without it (or without any caption) nothing changes.
-    public static ConceptImages Load(string folder, int resolution, long maxPixels = DefaultMaxPixels, Action<string>? warn = null, bool readCaptions = false)
+    /// `buckets`: each image goes to its aspect bucket (AspectBuckets) instead of the resolution's square.
+    public static ConceptImages Load(string folder, int resolution, long maxPixels = DefaultMaxPixels, Action<string>? warn = null, bool readCaptions = false,
+        AspectBuckets? buckets = null)
     {
         var root = Path.GetFullPath(folder);
         if (!Directory.Exists(root)) throw new InputException($"--images {root}: folder not found");
@@ -60,7 +74,7 @@ public static class ImageFolder
         {
             foreach (var file in files)
             {
-                var t = TryLoadOne(file, resolution, maxPixels, out var problem);
+                var t = TryLoadOne(file, resolution, maxPixels, out var problem, buckets);
                 if (t is null)
                 {
                     skipped.Add(file);
@@ -78,13 +92,24 @@ public static class ImageFolder
                 warn?.Invoke($"{orphan}: ignored (a caption, but no usable image of that name)");
             bool captioned = captions.Any(c => c is not null);
             var hashed = captioned ? used.Zip(captions).SelectMany(p => p.Second is { } c ? new[] { p.First, c.File } : [p.First]) : used;
-            var pixels = torch.stack(tensors);
-            return new ConceptImages(pixels, used, skipped, SetHash(root, hashed), captioned ? captions : null);
+            return new ConceptImages(Group(tensors), used, skipped, SetHash(root, hashed), captioned ? captions : null);
         }
         finally
         {
             foreach (var t in tensors) t.Dispose();
         }
+    }
+
+    /// The images stacked by size: one group when all share one (always without buckets), else one per size, in
+    /// width-then-height order.
+    private static List<ImageGroup> Group(List<Tensor> images)
+    {
+        if (images.All(t => t.shape[1] == images[0].shape[1] && t.shape[2] == images[0].shape[2]))
+            return [new ImageGroup((int)images[0].shape[2], (int)images[0].shape[1], [.. Enumerable.Range(0, images.Count)], torch.stack(images))];
+        return [.. Enumerable.Range(0, images.Count)
+            .GroupBy(i => (Width: (int)images[i].shape[2], Height: (int)images[i].shape[1]))
+            .OrderBy(g => g.Key.Width).ThenBy(g => g.Key.Height)
+            .Select(g => new ImageGroup(g.Key.Width, g.Key.Height, [.. g], torch.stack(g.Select(i => images[i]))))];
     }
 
     private static bool IsCaptionFile(string f) => Path.GetExtension(f).Equals(CaptionExtension, StringComparison.OrdinalIgnoreCase);
@@ -118,9 +143,10 @@ public static class ImageFolder
         return caption;
     }
 
-    /// One image as (3, R, R) in [-1, 1] (oriented, RGB, centre-cropped, resized); null with the reason when the
-    /// file is not a usable image.
-    internal static Tensor? TryLoadOne(string file, int resolution, long maxPixels, out string problem)
+    /// One image as (3, R, R) in [-1, 1] (oriented, RGB, centre-cropped, resized), or with `buckets` as (3, h, w) of its
+    /// bucket (cropped to the bucket's width:height first, so a square bucket gives exactly the square's pixels); null
+    /// with the reason when the file is not a usable image.
+    internal static Tensor? TryLoadOne(string file, int resolution, long maxPixels, out string problem, AspectBuckets? buckets = null)
     {
         try
         {
@@ -131,17 +157,18 @@ public static class ImageFolder
                 throw new InputException($"{file}: {info.Width}x{info.Height} is {pixels:N0} pixels, over the limit of {maxPixels:N0} (a decompression bomb or a photo far larger than training needs)");
             using var image = Image.Load<Rgba32>(file);
             image.Mutate(x => x.AutoOrient());
-            int side = Math.Min(image.Width, image.Height);
+            var (width, height) = buckets?.For(image.Width, image.Height) ?? (resolution, resolution);
+            var crop = CentreCrop(image.Width, image.Height, width, height);
             image.Mutate(x => x
-                .Crop(new Rectangle((image.Width - side) / 2, (image.Height - side) / 2, side, side))
-                .Resize(resolution, resolution, KnownResamplers.Lanczos3)
+                .Crop(crop)
+                .Resize(width, height, KnownResamplers.Lanczos3)
                 .BackgroundColor(Color.White));
             using var rgb = image.CloneAs<Rgb24>();
-            var bytes = new byte[resolution * resolution * 3];
+            var bytes = new byte[width * height * 3];
             rgb.CopyPixelDataTo(bytes);
             problem = "";
             using var scope = torch.NewDisposeScope();
-            var scaled = torch.tensor(bytes, [resolution, resolution, 3]).to_type(ScalarType.Float32).DividedBy(127.5f).Minus(1f);
+            var scaled = torch.tensor(bytes, [height, width, 3]).to_type(ScalarType.Float32).DividedBy(127.5f).Minus(1f);
             return scaled.permute(2, 0, 1).contiguous().MoveToOuterDisposeScope();
         }
         catch (UnknownImageFormatException) { problem = "not a PNG, JPEG, WebP or BMP image"; return null; }
@@ -154,6 +181,18 @@ public static class ImageFolder
             problem = $"cannot decode: {e.GetType().Name}: {e.Message}";
             return null;
         }
+    }
+
+    /// The largest centred rectangle of an image of `imageWidth` × `imageHeight` with the aspect of `width` × `height`
+    /// (for a square: the centred square of the shorter side).
+    internal static Rectangle CentreCrop(int imageWidth, int imageHeight, int width, int height)
+    {
+        int cropWidth = imageWidth, cropHeight = imageHeight;
+        if ((long)imageWidth * height > (long)imageHeight * width)
+            cropWidth = Math.Clamp((int)Math.Round((double)imageHeight * width / height), 1, imageWidth);
+        else
+            cropHeight = Math.Clamp((int)Math.Round((double)imageWidth * height / width), 1, imageHeight);
+        return new Rectangle((imageWidth - cropWidth) / 2, (imageHeight - cropHeight) / 2, cropWidth, cropHeight);
     }
 
     /// SHA-256 over the used files' names and bytes, in order: identifies the image set in the manifest

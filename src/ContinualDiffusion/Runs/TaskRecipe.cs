@@ -31,6 +31,9 @@ public sealed record TaskRecipe
     public required string Dtype { get; init; }
     public required bool VaeFp32 { get; init; }
     public required bool GradientCheckpointing { get; init; }
+    /// The aspect buckets' side step (Imaging/AspectBuckets); absent when images were centre-cropped squares.
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? BucketStep { get; init; }
 
     /// The recipe of a task trained with `config` (validated), at `resolution`, with `captioned` captioned images.
     public static TaskRecipe Of(TrainingConfig config, int resolution, int captioned, ComputePrecision? precision, bool gradientCheckpointing) => new()
@@ -50,6 +53,7 @@ public sealed record TaskRecipe
         Dtype = (precision ?? ComputePrecision.Float32).Name,
         VaeFp32 = precision?.VaeFp32 ?? false,
         GradientCheckpointing = gradientCheckpointing,
+        BucketStep = config.AspectBuckets == true ? config.BucketStep ?? TrainingConfig.DefaultBucketStep : null,
     };
 
     /// What the JSON schema cannot say, for the task entry `where` of `imageCount` images.
@@ -70,6 +74,7 @@ public sealed record TaskRecipe
         Require(MaxGradNorm > 0 && double.IsFinite(MaxGradNorm), "max_grad_norm", "> 0");
         Require(PromptTemplates is { Count: > 0 } && PromptTemplates.All(p => p is not null && p.Contains("{}")), "prompt_templates", "a non-empty list of templates each containing {}");
         Require(CaptionedImages >= 0 && CaptionedImages <= imageCount, "captioned_images", $"from 0 to image_count ({imageCount})");
+        Require(BucketStep is null || (BucketStep >= 8 && BucketStep % 8 == 0 && Resolution % BucketStep == 0), "bucket_step", $"a multiple of 8 that divides the resolution ({Resolution})");
         Require(Dtype is not null && ComputePrecision.DTypeNames.Contains(Dtype), "dtype", $"one of {string.Join(", ", ComputePrecision.DTypeNames)}");
     }
 }

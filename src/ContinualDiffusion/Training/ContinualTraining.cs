@@ -72,7 +72,11 @@ public static class ContinualTraining
         CheckTaskNumber(r, manifest, config);
 
         int resolution = config.Resolution ?? source.NativeResolution();
-        using var images = ImageFolder.Load(r.ImagesDir, resolution, config.MaxImagePixels, warn, readCaptions: true);
+        var buckets = Buckets(config, resolution);
+        using var images = ImageFolder.Load(r.ImagesDir, resolution, config.MaxImagePixels, warn, readCaptions: true, buckets);
+        if (buckets is not null)
+            warn?.Invoke($"task {r.Task}: {images.Count} image(s) in {(images.Groups.Count == 1 ? "1 aspect bucket" : $"{images.Groups.Count} aspect buckets")}: " +
+                string.Join(", ", images.Groups.Select(g => $"{g.Width}x{g.Height} ({g.Indices.Count})")));
         if (images.Captions is { } captions)
         {
             int n = captions.Count(c => c is not null);
@@ -103,7 +107,7 @@ public static class ContinualTraining
             model.TextEncoder.ResizeTokenEmbeddings((int)tokenId + 1, g); // random init, not a word's embedding
 
         CheckCaptionsKeepTheToken(model, images.Captions, token, tokenId);
-        using var latents = ConceptLatents.Encode(model.Vae, images.Pixels.to(model.Device), config.HorizontalFlip);
+        using var latents = ConceptLatents.Encode(model.Vae, images.Groups, images.Count, config.HorizontalFlip, model.Device);
         using var trainer = new TaskTrainer(model, latents, token, tokenId, past, config, r.Task, info: warn, captions: images.Captions?.Select(c => c?.Text).ToList());
         if (past is not null) foreach (var t in past.Values) t.Dispose();
 
@@ -129,6 +133,19 @@ public static class ContinualTraining
         TryDeleteDirectory(run.CheckpointDir(r.Task));
         return new TrainTaskResult(entry, Path.Combine(run.Root, entry.AdapterFile), stepTimes.Count == 0 ? 0 : stepTimes.Average());
     }
+
+    /// The aspect buckets at this resolution, or null without --aspect-buckets.
+    private static AspectBuckets? Buckets(TrainingConfig config, int resolution)
+    {
+        if (config.AspectBuckets != true) return null;
+        int step = config.BucketStep ?? TrainingConfig.DefaultBucketStep;
+        if (resolution % step != 0)
+            throw new InputException($"--bucket-step {step}: the training resolution ({resolution} px) must be a multiple of it (pass --bucket-step {LargestStepDividing(resolution)} or a --resolution that is a multiple of {step})");
+        return new AspectBuckets(resolution, step);
+    }
+
+    private static int LargestStepDividing(int resolution) =>
+        Enumerable.Range(1, TrainingConfig.DefaultBucketStep / 8).Select(k => 8 * k).Last(s => resolution % s == 0);
 
     /// The base model and how the manifest describes it: at task 1 the model given (its hash and single-file options
     /// become the run's), later the run's own (reopened as task 1 opened it; a given path must hash the same).

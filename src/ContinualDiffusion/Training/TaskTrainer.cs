@@ -233,7 +233,16 @@ public sealed class TaskTrainer : IDisposable
     private Batch DrawBatch(Generator gen, Random rng)
     {
         int b = _config.BatchSize;
-        var indices = Enumerable.Range(0, b).Select(_ => (long)rng.Next(_latents.Count)).ToArray();
+        long[] indices;
+        if (_latents.BucketCount == 1)
+            indices = [.. Enumerable.Range(0, b).Select(_ => (long)rng.Next(_latents.Count))];
+        else
+        {
+            // Aspect buckets: the first image as without them (every image equally likely), the rest from its bucket.
+            long first = rng.Next(_latents.Count);
+            var bucket = _latents.Bucket(_latents.BucketOf(first));
+            indices = [first, .. Enumerable.Range(1, b - 1).Select(_ => bucket[rng.Next(bucket.Count)])];
+        }
         // A template is drawn for every image, captioned or not, so the draws stay those of an uncaptioned folder.
         var ids = torch.cat(Enumerable.Range(0, b).Select(j =>
         {

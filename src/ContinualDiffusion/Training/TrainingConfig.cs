@@ -52,6 +52,16 @@ public sealed record TrainingConfig
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public double? NoiseOffset { get; init; }
 
+    /// Aspect-ratio buckets (Imaging/AspectBuckets, kohya's `--enable_bucket`): each image is cropped to the bucket
+    /// nearest its width:height (area at most resolution²) instead of a centred square; null = off.
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public bool? AspectBuckets { get; init; }
+    /// The buckets' side step in pixels (kohya's `--bucket_reso_steps`); null = 64. The resolution must be a multiple.
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? BucketStep { get; init; }
+
+    public const int DefaultBucketStep = 64;
+
     /// Per-method defaults, e.g. `"methods": {"textual-inversion": {"steps": 5000}}`: applied by ForMethod when that
     /// method is chosen, before command-line options (which always win).
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
@@ -67,7 +77,8 @@ public sealed record TrainingConfig
     public static TrainingConfig LoadDefaults() => File.Exists(DefaultsPath) ? Load(DefaultsPath) : new TrainingConfig();
 
     /// Rejects values that cannot train, naming the key (or option) and what is expected, and returns the config with
-    /// lr_scheduler, lr_warmup_steps, gradient_accumulation_steps and noise_offset null where they hold their defaults.
+    /// lr_scheduler, lr_warmup_steps, gradient_accumulation_steps, noise_offset, aspect_buckets and bucket_step null where
+    /// they hold their defaults.
     /// With `asOptions`, keys are named as the command-line options that set them (--rank, --lr, ...).
     public TrainingConfig Validated(string source, bool asOptions = false)
     {
@@ -107,6 +118,7 @@ public sealed record TrainingConfig
         Require(GradientAccumulationSteps is null or > 0, "gradient_accumulation_steps", "> 0");
         Require(SnrGamma is null || (SnrGamma > 0 && double.IsFinite(SnrGamma.Value)), "snr_gamma", "a positive number (5 is usual)");
         Require(NoiseOffset is null || (NoiseOffset >= 0 && double.IsFinite(NoiseOffset.Value)), "noise_offset", "a number >= 0 (0.05-0.1 is usual)");
+        Require(BucketStep is null || (BucketStep >= 8 && BucketStep % 8 == 0), "bucket_step", "a multiple of 8 (64 is usual)");
         return this with
         {
             // constant_with_warmup without warm-up steps is constant
@@ -114,6 +126,8 @@ public sealed record TrainingConfig
             LrWarmupSteps = LrWarmupSteps == 0 ? null : LrWarmupSteps,
             GradientAccumulationSteps = GradientAccumulationSteps == 1 ? null : GradientAccumulationSteps,
             NoiseOffset = NoiseOffset == 0 ? null : NoiseOffset,
+            AspectBuckets = AspectBuckets == true ? true : null,
+            BucketStep = BucketStep == DefaultBucketStep ? null : BucketStep,
         };
     }
 

@@ -64,6 +64,33 @@ public class TaskRecipeTests : IDisposable
         Assert.Equal("(32, 32)", m["ss_resolution"]);
         Assert.Equal("no", m["ss_mixed_precision"]);
         Assert.Equal("True", m["ss_flip_aug"]);
+        Assert.Equal("False", m["ss_enable_bucket"]);
+        Assert.DoesNotContain("bucket_step", File.ReadAllText(Path.Combine(run, "manifest.json")));
+    }
+
+    /// `--aspect-buckets`: images of three shapes train in their buckets; the run says so, and so does a kohya export.
+    [Fact]
+    public void Train_with_aspect_buckets_announces_and_records_them()
+    {
+        var run = Path.Combine(_dir, "run");
+        var images = Directory.CreateDirectory(Path.Combine(_dir, "imgs")).FullName;
+        foreach (var (name, w, h) in new[] { ("a", 80, 40), ("b", 40, 80), ("c", 90, 50) })
+            using (var image = new SixLabors.ImageSharp.Image<Rgb24>(w, h, new Rgb24(200, 40, 40)))
+                SixLabors.ImageSharp.ImageExtensions.SaveAsPng(image, Path.Combine(images, name + ".png"));
+        var t = CliRunner.RunProcess("train", "--task", "1", "--images", images, "--model", Fixture.SdTiny, "--run", run, "--steps", "2", "--rank", "2",
+            "--checkpoint-every", "0", "--batch-size", "2", "--aspect-buckets", "--bucket-step", "8");
+        Assert.True(t.ExitCode == 0, t.Stderr);
+        Assert.Contains("task 1: 3 image(s) in 2 aspect buckets: 24x40 (1), 40x24 (2)", t.Stderr);
+        var training = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "manifest.json"))).RootElement.GetProperty("tasks")[0].GetProperty("training");
+        Assert.Equal(8, training.GetProperty("bucket_step").GetInt32());
+        Assert.Contains("aspect buckets (step 8)", CliRunner.Run("status", "--run", run).Stdout);
+
+        var kohya = Path.Combine(_dir, "out", "one.safetensors");
+        Assert.Equal(0, CliRunner.Run("export", "--run", run, "--format", "kohya", "--out", kohya).ExitCode);
+        using var file = SafeTensorsFile.Open(kohya);
+        Assert.Equal("True", file.Metadata["ss_enable_bucket"]);
+        Assert.Equal("16", file.Metadata["ss_min_bucket_reso"]);
+        Assert.Equal("64", file.Metadata["ss_max_bucket_reso"]);
     }
 
     /// A task without the recipe (manifests written before it) shows no line and exports no training keys; several

@@ -1,4 +1,5 @@
 using ContinualDiffusion.Checkpoints;
+using ContinualDiffusion.Imaging;
 using ContinualDiffusion.Lora;
 using ContinualDiffusion.Models;
 using ContinualDiffusion.Runtime;
@@ -21,14 +22,17 @@ public class TaskTrainerOptionsTests
 
         public StableDiffusion Model => _model;
 
-        public TinyTask(TrainingConfig config, bool gradientCheckpointing = false, IReadOnlyList<string?>? captions = null, bool flips = false)
+        public TinyTask(TrainingConfig config, bool gradientCheckpointing = false, IReadOnlyList<string?>? captions = null, bool flips = false,
+            IReadOnlyList<ImageGroup>? buckets = null)
         {
             _model = StableDiffusion.Load(DiffusersFolder.Open(Fixture.SdTiny));
             _model.Unet.GradientCheckpointing = gradientCheckpointing;
             long id = _model.Tokenizer.AddConceptToken("<v1>");
             using (var init = new Generator(5)) _model.TextEncoder.ResizeTokenEmbeddings((int)id + 1, init);
             using var images = new Generator(6); // the tensors below belong to the calling test's scope
-            _latents = ConceptLatents.Encode(_model.Vae, torch.rand(4, 3, 32, 32, generator: images).Times(2).Minus(1), withFlips: flips);
+            _latents = buckets is null
+                ? ConceptLatents.Encode(_model.Vae, torch.rand(4, 3, 32, 32, generator: images).Times(2).Minus(1), withFlips: flips)
+                : ConceptLatents.Encode(_model.Vae, buckets, buckets.Sum(b => b.Indices.Count), withFlips: flips);
             var zeros = LoraInjector.BaseWeights(_model.CrossAttentionKeyValueTargets()).ToDictionary(kv => kv.Key, kv => torch.zeros_like(kv.Value));
             Trainer = new TaskTrainer(_model, _latents, "<v1>", id, zeros, config.Validated("test"), task: 1, captions: captions);
         }
@@ -50,6 +54,31 @@ public class TaskTrainerOptionsTests
             _latents.Dispose();
             _model.Dispose();
         }
+    }
+
+    /// With aspect buckets every batch holds latents of one bucket (mirror images with their originals), every image and
+    /// mirror image is drawn, and a step trains on them.
+    [Fact]
+    public void With_aspect_buckets_a_batch_is_of_one_bucket_and_every_image_is_drawn()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var g = new Generator(4);
+        ImageGroup[] groups =
+        [
+            new(24, 40, [1, 3], torch.rand(2, 3, 40, 24, generator: g).Times(2).Minus(1)),
+            new(40, 24, [0, 2], torch.rand(2, 3, 24, 40, generator: g).Times(2).Minus(1)),
+        ];
+        using var task = new TinyTask(Base with { BatchSize = 3 }, flips: true, buckets: groups);
+        var seen = new HashSet<long>();
+        for (int step = 1; step <= 40; step++)
+        {
+            using var stepScope = torch.NewDisposeScope();
+            var batch = task.Trainer.FirstBatchOf(step);
+            Assert.Single(batch.Indices.Select(i => i % 4 is 1 or 3).Distinct()); // images 1 and 3 (and 5, 7, their mirrors) are the tall bucket
+            seen.UnionWith(batch.Indices);
+        }
+        Assert.Equal(8, seen.Count);
+        Assert.True(double.IsFinite(task.Trainer.ForwardBackward(1).Loss));
     }
 
     private static readonly TrainingConfig Base = new() { Steps = 4, Rank = 2, Seed = 1, LearningRate = 1e-2, MaxGradNorm = 1e9 };

@@ -16,7 +16,7 @@ public static class KohyaTrainingMetadata
         ArgumentNullException.ThrowIfNull(entry);
         if (entry.Training is not { } r) return new Dictionary<string, string>();
         var started = entry.FinishedUtc - TimeSpan.FromSeconds(entry.WallTimeSeconds);
-        return new Dictionary<string, string>(StringComparer.Ordinal)
+        var keys = new Dictionary<string, string>(StringComparer.Ordinal)
         {
             ["ss_training_started_at"] = PythonFloat(started.ToUnixTimeMilliseconds() / 1000.0),
             ["ss_learning_rate"] = PythonFloat(entry.LearningRate),
@@ -36,7 +36,16 @@ public static class KohyaTrainingMetadata
             ["ss_total_batch_size"] = PythonInt(r.BatchSize * r.GradientAccumulationSteps),
             ["ss_resolution"] = $"({PythonInt(r.Resolution)}, {PythonInt(r.Resolution)})",
             ["ss_flip_aug"] = PythonBool(r.HorizontalFlip),
+            ["ss_enable_bucket"] = PythonBool(r.BucketStep is not null),
         };
+        if (r.BucketStep is { } step)
+        {
+            var buckets = new Imaging.AspectBuckets(r.Resolution, step);
+            keys["ss_min_bucket_reso"] = PythonInt(buckets.MinSide);
+            keys["ss_max_bucket_reso"] = PythonInt(buckets.MaxSide);
+            keys["ss_bucket_no_upscale"] = "False";
+        }
+        return keys;
     }
 
     private static string PythonInt(int v) => v.ToString(CultureInfo.InvariantCulture);
