@@ -57,7 +57,7 @@ internal static class StatusCommand
         {
             $"{r.Resolution} px",
             $"batch {r.BatchSize}" + (r.GradientAccumulationSteps > 1 ? $" × {r.GradientAccumulationSteps} accumulated" : ""),
-            r.LrScheduler + (r.LrWarmupSteps > 0 ? $" with {r.LrWarmupSteps} warm-up steps" : ""),
+            r.LrScheduler + (r.LrWarmupSteps > 0 ? $" with {r.LrWarmupSteps} warm-up step{(r.LrWarmupSteps == 1 ? "" : "s")}" : ""),
             $"token lr {r.TokenLearningRate.ToString("G3", CultureInfo.InvariantCulture)}",
         };
         if (r.SnrGamma is { } gamma) parts.Add($"Min-SNR γ {gamma.ToString("G3", CultureInfo.InvariantCulture)}");

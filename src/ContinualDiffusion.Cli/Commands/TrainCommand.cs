@@ -83,7 +83,7 @@ internal static class TrainCommand
                 LrWarmupSteps = parse.GetValue(warmup) ?? (parse.GetValue(scheduler) == LrScheduler.Constant ? null : baseConfig.LrWarmupSteps),
                 SnrGamma = parse.GetValue(snrGamma) ?? baseConfig.SnrGamma,
                 NoiseOffset = parse.GetValue(noiseOffset) ?? baseConfig.NoiseOffset,
-                AspectBuckets = parse.GetValue(buckets) ? true : baseConfig.AspectBuckets,
+                AspectBuckets = parse.GetResult(buckets) is { Implicit: false } ? parse.GetValue(buckets) : baseConfig.AspectBuckets, // --aspect-buckets false turns a config's off
                 BucketStep = parse.GetValue(bucketStep) ?? baseConfig.BucketStep,
                 Resolution = parse.GetValue(resolution) ?? baseConfig.Resolution,
                 Seed = parse.GetValue(seed) ?? baseConfig.Seed,

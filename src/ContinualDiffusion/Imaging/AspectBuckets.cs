@@ -4,17 +4,22 @@ namespace ContinualDiffusion.Imaging;
 /// centre-cropping every image to a square, each image is cropped to the bucket whose width:height is nearest its own
 /// and resized to that bucket's size, so a portrait keeps its head and feet. Every bucket has at most the square's
 /// area (resolution²), sides that are multiples of `step` between `MinSide` and `MaxSide`; a batch holds images of one
-/// bucket only (TaskTrainer). The sizes are kohya's `make_bucket_resolutions` (library/model_util.py), the choice of
-/// bucket its `BucketManager.select_bucket` (the smallest |aspect error|, the first such in width-then-height order).
+/// bucket only (TaskTrainer; drawn with replacement, as every batch is, so a bucket of one image makes a batch of
+/// copies). The sizes are kohya's `make_bucket_resolutions` (library/model_util.py) with min and max side half and
+/// twice the resolution (kohya's defaults at 512; kohya keeps 256 and 1024 at any resolution unless told), the choice
+/// of bucket its `BucketManager.select_bucket` (the smallest |aspect error|, the first such in width-then-height order).
 public sealed class AspectBuckets
 {
     public IReadOnlyList<(int Width, int Height)> Sizes { get; }
     public int Resolution { get; }
     public int Step { get; }
-    /// kohya's `min_bucket_reso` and `max_bucket_reso`: half and twice the resolution (256 and 1024 at 512, its
-    /// defaults), rounded to the step.
-    public int MinSide => RoundUp(Resolution / 2, Step);
-    public int MaxSide => Resolution * 2 / Step * Step;
+    /// kohya's `min_bucket_reso` and `max_bucket_reso`, here half and twice the resolution (kohya's fixed defaults,
+    /// 256 and 1024, are those at 512), rounded down to the step as its `adjust_min_max_bucket_reso_by_steps` does.
+    public int MinSide => MinSideOf(Resolution, Step);
+    public int MaxSide => MaxSideOf(Resolution, Step);
+
+    public static int MinSideOf(int resolution, int step) => Math.Max(step, resolution / 2 / step * step);
+    public static int MaxSideOf(int resolution, int step) => (int)Math.Min(int.MaxValue, 2L * resolution / step * step);
 
     public AspectBuckets(int resolution, int step)
     {
@@ -49,6 +54,4 @@ public sealed class AspectBuckets
         }
         return Sizes[best];
     }
-
-    private static int RoundUp(int value, int step) => (value + step - 1) / step * step;
 }

@@ -8,6 +8,8 @@ namespace ContinualDiffusion.Runs;
 ///   manifest.json                     base model, method, finished tasks (see RunManifest)
 ///   adapters/task-003.safetensors     one adapter per task (A, B per adapted layer + the token embedding)
 ///   checkpoints/task-003/             the in-progress task's resumable state (deleted when it finishes)
+///   logs/task-003.csv                 the task's per-step losses, learning rates, gradient norms (TrainingLog)
+///   samples/task-003/                 --sample-every's validation images
 ///   .lock                             held while a training runs
 /// Every file is written atomically; the manifest is the commit point of a task.
 public sealed class RunDirectory
@@ -23,6 +25,10 @@ public sealed class RunDirectory
     public static string AdapterFileName(int task) => $"task-{task:D3}.safetensors";
     public string CheckpointDir(int task) => Path.Combine(Root, "checkpoints", $"task-{task:D3}");
     public string SamplesDir(int task) => Path.Combine(Root, "samples", $"task-{task:D3}");
+    /// The task's per-step training log (TrainingLog).
+    public string TrainingLogPath(int task) => Path.Combine(Root, "logs", $"task-{task:D3}.csv");
+    /// The log of the task while it trains (moved to TrainingLogPath at its commit).
+    public string TrainingLogInProgressPath(int task) => Path.Combine(CheckpointDir(task), "log.csv");
 
     public bool Exists => File.Exists(ManifestPath);
 
@@ -41,7 +47,7 @@ public sealed class RunDirectory
         }
         catch (JsonException e)
         {
-            throw new InputException($"{ManifestPath}: not a valid cdiff manifest ({e.Message.Split(". ")[0]})");
+            throw new InputException($"{ManifestPath}: not a valid cdiff manifest ({(e.Path is { Length: > 1 } where ? where.TrimStart('$', '.') + ": " : "")}{e.Message.Split(". ")[0]})");
         }
     }
 

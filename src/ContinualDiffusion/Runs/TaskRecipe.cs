@@ -68,7 +68,7 @@ public sealed record TaskRecipe
         Require(GradientAccumulationSteps > 0, "gradient_accumulation_steps", "> 0");
         Require(LrScheduler is not null && Training.LrScheduler.Names.Contains(LrScheduler), "lr_scheduler", $"one of {string.Join(", ", Training.LrScheduler.Names)}");
         Require(LrWarmupSteps >= 0, "lr_warmup_steps", ">= 0");
-        Require(Resolution >= 8 && Resolution % 8 == 0, "resolution", "a multiple of 8");
+        Require(Resolution >= 8 && Resolution <= 65536 && Resolution % 8 == 0, "resolution", "a multiple of 8 up to 65536");
         Require(SnrGamma is null || (SnrGamma > 0 && double.IsFinite(SnrGamma.Value)), "snr_gamma", "a positive number");
         Require(NoiseOffset >= 0 && double.IsFinite(NoiseOffset), "noise_offset", "a number >= 0");
         Require(MaxGradNorm > 0 && double.IsFinite(MaxGradNorm), "max_grad_norm", "> 0");

@@ -55,13 +55,16 @@ public sealed class ConceptLatents : IDisposable
                 var members = g.Indices.Select(i => (long)i).Concat(withFlips ? g.Indices.Select(i => (long)i + imageCount) : []).ToArray();
                 encoded.Add(new Group(mean, std, members));
             }
+            var all = encoded.SelectMany(g => g.Members).Order().ToArray();
+            if (!all.SequenceEqual(Enumerable.Range(0, all.Length).Select(i => (long)i)) || all.Length != (withFlips ? 2 : 1) * imageCount)
+                throw new ArgumentException($"the groups' indices must be 0..{imageCount - 1}, each once", nameof(groups));
+            return new ConceptLatents([.. encoded], vae.ScalingFactor);
         }
         catch
         {
             foreach (var g in encoded) { g.Mean.Dispose(); g.Std.Dispose(); }
             throw;
         }
-        return new ConceptLatents([.. encoded], vae.ScalingFactor);
     }
 
     private static (Tensor Mean, Tensor Std) EncodeGroup(AutoencoderKL vae, Tensor images, bool withFlips, int batchSize)

@@ -56,6 +56,8 @@ public static class ContinualTraining
         Action<string>? warn = null, CancellationToken cancel = default)
     {
         var config = r.Config.Validated("training options");
+        if (r.Config.BucketStep is not null && r.Config.AspectBuckets != true)
+            warn?.Invoke($"--bucket-step {r.Config.BucketStep} is used only with --aspect-buckets; the images are centre-cropped squares");
         if (r.SampleEvery < 0) throw new InputException($"--sample-every {r.SampleEvery}: must be >= 0 (0 = never)");
         if (r.SamplePrompt is { } prompt && string.IsNullOrWhiteSpace(prompt)) throw new InputException("--sample-prompt: must not be empty");
         if (config.LrWarmupSteps is { } warmup && warmup >= config.Steps)
@@ -72,7 +74,7 @@ public static class ContinualTraining
         CheckTaskNumber(r, manifest, config);
 
         int resolution = config.Resolution ?? source.NativeResolution();
-        var buckets = Buckets(config, resolution);
+        var buckets = Buckets(config, resolution, warn);
         using var images = ImageFolder.Load(r.ImagesDir, resolution, config.MaxImagePixels, warn, readCaptions: true, buckets);
         if (buckets is not null)
             warn?.Invoke($"task {r.Task}: {images.Count} image(s) in {(images.Groups.Count == 1 ? "1 aspect bucket" : $"{images.Groups.Count} aspect buckets")}: " +
@@ -114,11 +116,13 @@ public static class ContinualTraining
         var checkpointPath = Path.Combine(run.CheckpointDir(r.Task), CheckpointFile);
         var checkpointIdentity = CheckpointIdentity(r.Task, baseHash, images.SetHash, config, r.Precision);
         ResumeIfAsked(r, trainer, checkpointPath, checkpointIdentity, warn);
+        using var log = TrainingLog.Open(run.TrainingLogInProgressPath(r.Task), config, r.Resume ? trainer.Step : null);
 
         var stepTimes = new List<double>();
         double finalLoss = trainer.Run(report =>
         {
             stepTimes.Add(report.StepSeconds);
+            log.Append(report);
             progress?.Invoke(report);
             if (config.CheckpointEvery > 0 && report.Step % config.CheckpointEvery == 0 && report.Step < config.Steps)
             {
@@ -130,22 +134,28 @@ public static class ContinualTraining
         }, cancel);
 
         var entry = Commit(run, manifest, r, config, trainer, token, tokenId, baseModel, images, resolution, finalLoss, clock.Elapsed.TotalSeconds);
+        log.Commit(run.TrainingLogPath(r.Task));
         TryDeleteDirectory(run.CheckpointDir(r.Task));
         return new TrainTaskResult(entry, Path.Combine(run.Root, entry.AdapterFile), stepTimes.Count == 0 ? 0 : stepTimes.Average());
     }
 
     /// The aspect buckets at this resolution, or null without --aspect-buckets.
-    private static AspectBuckets? Buckets(TrainingConfig config, int resolution)
+    private static AspectBuckets? Buckets(TrainingConfig config, int resolution, Action<string>? warn)
     {
         if (config.AspectBuckets != true) return null;
         int step = config.BucketStep ?? TrainingConfig.DefaultBucketStep;
         if (resolution % step != 0)
-            throw new InputException($"--bucket-step {step}: the training resolution ({resolution} px) must be a multiple of it (pass --bucket-step {LargestStepDividing(resolution)} or a --resolution that is a multiple of {step})");
-        return new AspectBuckets(resolution, step);
+        {
+            // The largest step (up to the default's) that divides the resolution and leaves more than the square bucket.
+            int fits = Enumerable.Range(1, TrainingConfig.DefaultBucketStep / 8).Select(k => 8 * k).LastOrDefault(s => resolution % s == 0 && s <= resolution / 2);
+            throw new InputException($"--bucket-step {step}: the training resolution ({resolution} px) must be a multiple of it (" +
+                (fits > 0 ? $"pass --bucket-step {fits} or a --resolution that is a multiple of {step})" : $"pass a --resolution that is a multiple of {step})"));
+        }
+        var buckets = new AspectBuckets(resolution, step);
+        if (buckets.Sizes.Count == 1)
+            warn?.Invoke($"--bucket-step {step} at {resolution} px leaves only the square bucket; a smaller step gives other aspect ratios");
+        return buckets;
     }
-
-    private static int LargestStepDividing(int resolution) =>
-        Enumerable.Range(1, TrainingConfig.DefaultBucketStep / 8).Select(k => 8 * k).Last(s => resolution % s == 0);
 
     /// The base model and how the manifest describes it: at task 1 the model given (its hash and single-file options
     /// become the run's), later the run's own (reopened as task 1 opened it; a given path must hash the same).

@@ -11,7 +11,9 @@ namespace ContinualDiffusion.Training;
 
 /// One step's outcome.
 /// `Applied`: false for a step whose update was dropped (non-finite gradients in half precision on the CPU).
-public sealed record TrainStepReport(int Step, int TotalSteps, double Loss, double Mse, double Penalty, double StepSeconds, bool Applied = true);
+/// `GradNorm`: the gradients' norm before clipping; `LrFactor`: the schedule's factor on both learning rates at this step.
+public sealed record TrainStepReport(int Step, int TotalSteps, double Loss, double Mse, double Penalty, double StepSeconds, bool Applied = true,
+    double GradNorm = double.NaN, double LrFactor = 1);
 
 /// A training loss that is NaN or infinite: training stops and nothing of the task is written.
 public sealed class TrainingDivergedException(string message) : Exception(message);
@@ -152,18 +154,20 @@ public sealed class TaskTrainer : IDisposable
         var clock = Stopwatch.StartNew();
         int step = Step + 1;
         using var scope = torch.NewDisposeScope();
-        double mseValue = double.NaN, penaltyValue = double.NaN;
+        double mseValue = double.NaN, penaltyValue = double.NaN, normValue = double.NaN;
         var (lossValue, apply) = _guard.Run(step, () =>
         {
             using var attempt = torch.NewDisposeScope();
             var (loss, mse, penalty, gradNorm) = ForwardBackward(step);
-            mseValue = mse; penaltyValue = penalty;
+            mseValue = mse; penaltyValue = penalty; normValue = gradNorm;
             return (loss, gradNorm);
         }, _info);
         if (!apply && !_halfOnCpu)
             throw new TrainingDivergedException($"task {_task}: the loss became {lossValue} at step {step} (try a lower --lr or --lambda); nothing was written{_lastNonFinite}");
-        if (apply) // the schedule counts the updates made so far, as accelerate's does (a dropped step is not one)
-            _optimizer.Step(LrScheduler.Factor(_config.LrScheduler ?? LrScheduler.Constant, (int)_optimizer.StepCount + 1, _config.Steps, _config.LrWarmupSteps ?? 0));
+        // the schedule counts the updates made so far, as accelerate's does (a dropped step is not one)
+        double factor = LrScheduler.Factor(_config.LrScheduler ?? LrScheduler.Constant, (int)_optimizer.StepCount + 1, _config.Steps, _config.LrWarmupSteps ?? 0);
+        if (apply)
+            _optimizer.Step(factor);
         else
         {
             // Half precision on the CPU retries with oneDNN on (NonFiniteStepGuard), where a NaN can come twice: the
@@ -173,7 +177,7 @@ public sealed class TaskTrainer : IDisposable
             _info?.Invoke($"task {_task}: step {step} non-finite{_lastNonFinite}; its update is dropped ({SkippedSteps} so far)");
         }
         Step = step;
-        return new TrainStepReport(step, _config.Steps, lossValue, mseValue, penaltyValue, clock.Elapsed.TotalSeconds, apply);
+        return new TrainStepReport(step, _config.Steps, lossValue, mseValue, penaltyValue, clock.Elapsed.TotalSeconds, apply, normValue, factor);
     }
 
     /// The step's batches (a pure function of seed, task and step, so a retry sees the same ones), forward, backward and

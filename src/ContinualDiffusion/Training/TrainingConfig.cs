@@ -127,7 +127,7 @@ public sealed record TrainingConfig
             GradientAccumulationSteps = GradientAccumulationSteps == 1 ? null : GradientAccumulationSteps,
             NoiseOffset = NoiseOffset == 0 ? null : NoiseOffset,
             AspectBuckets = AspectBuckets == true ? true : null,
-            BucketStep = BucketStep == DefaultBucketStep ? null : BucketStep,
+            BucketStep = AspectBuckets == true && BucketStep != DefaultBucketStep ? BucketStep : null, // a step without buckets does nothing
         };
     }
 

@@ -42,7 +42,7 @@ public class TaskRecipeTests : IDisposable
 
         var status = CliRunner.Run("status", "--run", run);
         Assert.Equal(0, status.ExitCode);
-        Assert.Equal("training     task 1: 32 px, batch 2 × 2 accumulated, cosine with 1 warm-up steps, token lr 0.01, Min-SNR γ 5, noise offset 0.05, " +
+        Assert.Equal("training     task 1: 32 px, batch 2 × 2 accumulated, cosine with 1 warm-up step, token lr 0.01, Min-SNR γ 5, noise offset 0.05, " +
                      "flips, fp32, prompt \"a photo of {}\", 1 of 3 images captioned",
             Assert.Single(status.Stdout.Split('\n'), l => l.StartsWith("training", StringComparison.Ordinal)).TrimEnd());
 
@@ -99,7 +99,9 @@ public class TaskRecipeTests : IDisposable
     public void Older_manifests_and_multi_task_exports_carry_no_training_keys()
     {
         var run = SyntheticRun.Create(Path.Combine(_dir, "run"), 2, 2);
-        Assert.DoesNotContain("training ", CliRunner.Run("status", "--run", run.Root).Stdout);
+        var before = CliRunner.Run("status", "--run", run.Root);
+        Assert.Equal(0, before.ExitCode);
+        Assert.DoesNotContain("training ", before.Stdout);
         var m = run.ReadManifest();
         run.WriteManifest(m with { Tasks = [.. m.Tasks.Select(e => e with { Training = Recipe })] });
         Assert.Equal(2, CliRunner.Run("status", "--run", run.Root).Stdout.Split('\n').Count(l => l.StartsWith("training     task", StringComparison.Ordinal)));
@@ -125,6 +127,9 @@ public class TaskRecipeTests : IDisposable
     [InlineData("\"lr_scheduler\": \"linear\"", "\"lr_scheduler\": \"step\"", "training.lr_scheduler must be one of constant")]
     [InlineData("\"dtype\": \"bf16\"", "\"dtype\": \"int8\"", "training.dtype must be one of fp32")]
     [InlineData("\"resolution\": 64", "\"resolution\": 63", "training.resolution must be a multiple of 8")]
+    [InlineData("\"resolution\": 64", "\"resolution\": 1000000000", "training.resolution must be a multiple of 8 up to 65536")]
+    [InlineData("\"resolution\": 64", "\"resolution\": 64, \"bucket_step\": 12", "training.bucket_step must be a multiple of 8 that divides the resolution (64)")]
+    [InlineData("\"resolution\": 64", "\"resolution\": 64, \"bucket_step\": 48", "training.bucket_step must be a multiple of 8 that divides the resolution (64)")]
     public void A_bad_recipe_in_the_manifest_is_refused_naming_the_key(string good, string bad, string expected)
     {
         var run = SyntheticRun.Create(Path.Combine(_dir, "run"), 2);
@@ -138,6 +143,42 @@ public class TaskRecipeTests : IDisposable
         Assert.Contains($"task 1: {expected}", status.Stderr);
     }
 
+    /// A malformed recipe that the JSON reader itself rejects (missing keys, a null) is named by its path in the manifest.
+    [Theory]
+    [InlineData("{}", "tasks[0].training")]
+    [InlineData("null-batch", "tasks[0].training.batch_size")]
+    public void A_recipe_the_json_reader_rejects_is_named_by_its_path(string kind, string expected)
+    {
+        var run = SyntheticRun.Create(Path.Combine(_dir, "run"), 2);
+        var m = run.ReadManifest();
+        run.WriteManifest(m with { Tasks = [m.Tasks[0] with { Training = Recipe }] });
+        var text = File.ReadAllText(run.ManifestPath);
+        var node = System.Text.Json.Nodes.JsonNode.Parse(text)!;
+        if (kind == "{}") node["tasks"]![0]!["training"] = new System.Text.Json.Nodes.JsonObject();
+        else node["tasks"]![0]!["training"]!["batch_size"] = null;
+        File.WriteAllText(run.ManifestPath, node.ToJsonString());
+        var status = CliRunner.Run("status", "--run", run.Root);
+        Assert.Equal(2, status.ExitCode);
+        Assert.Contains($"not a valid cdiff manifest ({expected}", status.Stderr);
+    }
+
+    /// `--aspect-buckets false` turns off a config file's buckets; a --bucket-step without buckets changes nothing.
+    [Fact]
+    public void The_command_line_turns_a_configs_buckets_off_and_a_lone_bucket_step_is_ignored()
+    {
+        var run = Path.Combine(_dir, "run");
+        var images = TestImages.WriteFolder(Path.Combine(_dir, "imgs"), 2, new Rgb24(200, 40, 40));
+        var config = Path.Combine(_dir, "train.json");
+        File.WriteAllText(config, "{ \"aspect_buckets\": true, \"bucket_step\": 8 }");
+        string[] args = ["train", "--task", "1", "--images", images, "--model", Fixture.SdTiny, "--run", run, "--steps", "1", "--rank", "2", "--checkpoint-every", "0", "--config", config];
+        Assert.Equal(0, CliRunner.Run([.. args, "--aspect-buckets", "false"]).ExitCode);
+        var task = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "manifest.json"))).RootElement.GetProperty("tasks")[0];
+        Assert.False(task.GetProperty("training").TryGetProperty("bucket_step", out _));
+        Assert.Equal(0, CliRunner.Run([.. args, "--overwrite"]).ExitCode);
+        task = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "manifest.json"))).RootElement.GetProperty("tasks")[0];
+        Assert.Equal(8, task.GetProperty("training").GetProperty("bucket_step").GetInt32());
+    }
+
     private static TaskRecipe Recipe => new()
     {
         TokenLearningRate = 5e-3, BatchSize = 2, GradientAccumulationSteps = 1, LrScheduler = "linear", LrWarmupSteps = 0, Resolution = 64,
@@ -145,3 +186,4 @@ public class TaskRecipeTests : IDisposable
         Dtype = "bf16", VaeFp32 = false, GradientCheckpointing = false,
     };
 }
+

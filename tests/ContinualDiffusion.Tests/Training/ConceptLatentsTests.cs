@@ -12,6 +12,24 @@ namespace ContinualDiffusion.Tests.Training;
 /// Latents held per aspect bucket: index i is image i (N + i its mirror image) whatever bucket holds it.
 public class ConceptLatentsTests
 {
+    /// What `cdiff train` does without buckets (ImageFolder's one group of every image) is the tensor overload exactly.
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void One_group_of_every_image_gives_the_latents_of_the_tensor_overload(bool flips)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var model = StableDiffusion.Load(DiffusersFolder.Open(Fixture.SdTiny));
+        using var g = new Generator(5);
+        var images = torch.rand(3, 3, 32, 32, generator: g).Times(2).Minus(1);
+        using var grouped = ConceptLatents.Encode(model.Vae, [new ImageGroup(32, 32, [0, 1, 2], images)], 3, flips);
+        using var plain = ConceptLatents.Encode(model.Vae, images, flips);
+        long[] indices = flips ? [5, 0, 3, 2] : [2, 0, 1];
+        using var g1 = new Generator(8);
+        using var g2 = new Generator(8);
+        Support.Fixture.AssertIdentical(grouped.Sample(indices, g1), plain.Sample(indices, g2), $"flips {flips}");
+    }
+
     [Fact]
     public void Bucketed_latents_are_each_images_own_and_a_batch_stays_in_one_bucket()
     {

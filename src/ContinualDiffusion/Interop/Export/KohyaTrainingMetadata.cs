@@ -15,10 +15,8 @@ public static class KohyaTrainingMetadata
     {
         ArgumentNullException.ThrowIfNull(entry);
         if (entry.Training is not { } r) return new Dictionary<string, string>();
-        var started = entry.FinishedUtc - TimeSpan.FromSeconds(entry.WallTimeSeconds);
         var keys = new Dictionary<string, string>(StringComparer.Ordinal)
         {
-            ["ss_training_started_at"] = PythonFloat(started.ToUnixTimeMilliseconds() / 1000.0),
             ["ss_learning_rate"] = PythonFloat(entry.LearningRate),
             ["ss_unet_lr"] = PythonFloat(entry.LearningRate),
             ["ss_num_train_images"] = PythonInt(entry.ImageCount),
@@ -40,9 +38,8 @@ public static class KohyaTrainingMetadata
         };
         if (r.BucketStep is { } step)
         {
-            var buckets = new Imaging.AspectBuckets(r.Resolution, step);
-            keys["ss_min_bucket_reso"] = PythonInt(buckets.MinSide);
-            keys["ss_max_bucket_reso"] = PythonInt(buckets.MaxSide);
+            keys["ss_min_bucket_reso"] = PythonInt(Imaging.AspectBuckets.MinSideOf(r.Resolution, step));
+            keys["ss_max_bucket_reso"] = PythonInt(Imaging.AspectBuckets.MaxSideOf(r.Resolution, step));
             keys["ss_bucket_no_upscale"] = "False";
         }
         return keys;
