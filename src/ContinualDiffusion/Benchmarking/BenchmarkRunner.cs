@@ -401,10 +401,25 @@ public sealed class BenchmarkRunner(BenchmarkOptions options, IBenchmarkProgress
             ["machine"] = $"{Environment.ProcessorCount} CPU cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}",
             ["wall time"] = ReportFormat.Duration(wallSeconds),
         };
+        if (TrainingOptions(_o.Training) is { Length: > 0 } options) config["training options"] = options;
         if (_o.Methods.Contains(BenchmarkOptions.ReferenceMethod))
             config["reference"] = "each concept trained alone from the base model and sampled with only its own adapter: no forgetting by construction" +
                 (_o.Methods.Contains("lora") ? "; its first concept is LoRA's task 1 (identical training), reused rather than trained twice, so its train and sample times leave that concept out" : "");
         return config;
+    }
+
+    /// The training options a config sets beyond the defaults every reported figure so far used ("" when none).
+    internal static string TrainingOptions(Training.TrainingConfig c)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var parts = new List<string>();
+        if (c.BatchSize != 1) parts.Add($"batch size {c.BatchSize}");
+        if (c.GradientAccumulationSteps is { } n) parts.Add($"{n} accumulated batches per step");
+        if (c.LrScheduler is { } schedule) parts.Add($"{schedule} schedule" + (c.LrWarmupSteps is { } w ? $", {w} warm-up steps" : ""));
+        if (c.SnrGamma is { } gamma) parts.Add($"Min-SNR γ {gamma.ToString(inv)}");
+        if (c.NoiseOffset is { } offset) parts.Add($"noise offset {offset.ToString(inv)}");
+        if (c.AspectBuckets == true) parts.Add($"aspect buckets (step {c.BucketStep ?? Training.TrainingConfig.DefaultBucketStep})");
+        return string.Join("; ", parts);
     }
 
     private static void TryDeleteDirectory(string path)

@@ -44,6 +44,8 @@ public class AspectBucketsTests : IDisposable
     [InlineData(20, 40, 8, 8, 0, 10, 20, 20)]   // taller
     [InlineData(100, 100, 40, 24, 0, 20, 100, 60)] // a landscape bucket from a square
     [InlineData(100, 50, 24, 40, 35, 0, 30, 50)]   // a portrait bucket from a landscape
+    [InlineData(1, 4000, 16, 64, 0, 1998, 1, 4)]   // a one-pixel-wide sliver: still a crop of at least one pixel
+    [InlineData(4000, 1, 64, 16, 1998, 0, 4, 1)]
     public void The_crop_is_the_largest_centred_rectangle_of_the_buckets_aspect(int w, int h, int bw, int bh, int x, int y, int cw, int ch) =>
         Assert.Equal(new Rectangle(x, y, cw, ch), ImageFolder.CentreCrop(w, h, bw, bh));
 
