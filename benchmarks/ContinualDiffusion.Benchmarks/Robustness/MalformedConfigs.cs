@@ -31,6 +31,16 @@ public static class MalformedConfigs
         new("batch-zero", Expectation.Refuse, """{"steps": 2, "rank": 2, "batch_size": 0}"""),
         new("nested-object", Expectation.Refuse, """{"steps": {"value": 2}, "rank": 2}"""),
         new("max-pixels-negative", Expectation.Refuse, """{"steps": 2, "rank": 2, "max_image_pixels": -1}"""),
+        new("scheduler-unknown", Expectation.Refuse, """{"steps": 2, "rank": 2, "lr_scheduler": "step"}"""),
+        new("warmup-with-constant", Expectation.Refuse, """{"steps": 2, "rank": 2, "lr_warmup_steps": 1}"""),
+        new("accumulation-zero", Expectation.Refuse, """{"steps": 2, "rank": 2, "gradient_accumulation_steps": 0}"""),
+        new("snr-gamma-negative", Expectation.Refuse, """{"steps": 2, "rank": 2, "snr_gamma": -5}"""),
+        new("noise-offset-nan", Expectation.Refuse, """{"steps": 2, "rank": 2, "noise_offset": NaN}"""),
+        new("aspect-buckets-string", Expectation.Refuse, """{"steps": 2, "rank": 2, "aspect_buckets": "yes"}"""),
+        new("bucket-step-12", Expectation.Refuse, """{"steps": 2, "rank": 2, "aspect_buckets": true, "bucket_step": 12}"""),
+        new("bucket-step-not-dividing", Expectation.Refuse, """{"steps": 2, "rank": 2, "aspect_buckets": true, "bucket_step": 24}"""),
+        new("bucket-step-default-at-32px", Expectation.Refuse, """{"steps": 2, "rank": 2, "aspect_buckets": true}"""),
+        new("bucket-step-huge", Expectation.Refuse, """{"steps": 2, "rank": 2, "aspect_buckets": true, "bucket_step": 2147483640}"""),
     ];
 
     /// Edits of the sd-tiny model folder for `cdiff sample --model DIR`: (relative file, case).
@@ -101,6 +111,15 @@ public static class MalformedConfigs
             new("token-renamed", Expectation.Refuse, Edit(o => Task1(o)["token"] = "<v9>")),
             new("rank-negative", Expectation.Refuse, Edit(o => Task1(o)["rank"] = -2)),
             new("method-unknown", Expectation.Refuse, Edit(o => o["method"] = "dreambooth")),
+            // the task's training recipe (written by every task since 2026-12-08)
+            new("recipe-empty", Expectation.Refuse, Edit(o => Task1(o)["training"] = new JsonObject())),
+            new("recipe-batch-zero", Expectation.Refuse, Edit(o => Task1(o)["training"]!["batch_size"] = 0)),
+            new("recipe-batch-null", Expectation.Refuse, Edit(o => Task1(o)["training"]!["batch_size"] = null)),
+            new("recipe-scheduler-unknown", Expectation.Refuse, Edit(o => Task1(o)["training"]!["lr_scheduler"] = "step")),
+            new("recipe-resolution-2^30", Expectation.Refuse, Edit(o => Task1(o)["training"]!["resolution"] = 1 << 30)),
+            new("recipe-bucket-step-12", Expectation.Refuse, Edit(o => Task1(o)["training"]!["bucket_step"] = 12)),
+            new("recipe-captioned-past-image-count", Expectation.Refuse, Edit(o => Task1(o)["training"]!["captioned_images"] = 1000)),
+            new("recipe-templates-not-a-list", Expectation.Refuse, Edit(o => Task1(o)["training"]!["prompt_templates"] = "a photo of {}")),
         ];
     }
 

@@ -106,8 +106,16 @@ internal static class TrainCommand
                 GradientCheckpointing = parse.GetValue(checkpointing),
             };
             var bar = new ProgressBar($"task {request.Task}", merged.Steps, stderr);
-            string rankSource = parse.GetValue(rank) is not null ? "--rank" : parse.GetValue(config) is { } cf ? $"{cf.FullName}: key 'rank'" : "the default rank";
-            var result = WithRankSource(rankSource, () => ContinualTraining.TrainTask(request,
+            string? configPath = parse.GetValue(config)?.FullName;
+            var sources = new Dictionary<string, string>
+            {
+                ["--rank"] = parse.GetValue(rank) is not null ? "--rank" : configPath is not null ? $"{configPath}: key 'rank'" : "the default rank",
+                ["--bucket-step"] = parse.GetValue(bucketStep) is not null ? "--bucket-step"
+                    : configPath is not null && fileConfig.BucketStep is not null ? $"{configPath}: key 'bucket_step'"
+                    : configPath is not null && fileConfig.AspectBuckets == true && parse.GetResult(buckets) is not { Implicit: false } ? $"{configPath}: key 'aspect_buckets' with the default bucket step"
+                    : "the default bucket step",
+            };
+            var result = WithOptionSources(sources, () => ContinualTraining.TrainTask(request,
                 step =>
                 {
                     bar.Report(step.Step, $"loss {step.Loss:F4}");
@@ -126,13 +134,14 @@ internal static class TrainCommand
         return cmd;
     }
 
-    /// The adapter injector knows the rank, not where it came from: name the option or config file that set it.
-    private static T WithRankSource<T>(string source, Func<T> train)
+    /// The library knows a value (the rank, the bucket step), not where it came from: name the option or config file
+    /// that set it. `sources`: option → what set it ("--rank" itself when given on the command line).
+    private static T WithOptionSources<T>(IReadOnlyDictionary<string, string> sources, Func<T> train)
     {
         try { return train(); }
-        catch (InputException e) when (e.Message.StartsWith("--rank ", StringComparison.Ordinal) && source != "--rank")
+        catch (InputException e) when (sources.FirstOrDefault(s => e.Message.StartsWith(s.Key + " ", StringComparison.Ordinal) && s.Value != s.Key) is { Key: not null } source)
         {
-            throw new InputException(source + e.Message["--rank".Length..]);
+            throw new InputException(source.Value + e.Message[source.Key.Length..]);
         }
     }
 

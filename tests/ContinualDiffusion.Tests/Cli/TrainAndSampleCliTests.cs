@@ -122,7 +122,7 @@ public class TrainAndSampleCliTests : IDisposable
     [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --noise-offset -0.1", "--noise-offset must be a number >= 0")]
     [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --bucket-step 12", "--bucket-step must be a multiple of 8")]
     [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --aspect-buckets --bucket-step 24", "--bucket-step 24: the training resolution (32 px) must be a multiple of it (pass --bucket-step 16 or a --resolution that is a multiple of 24)")]
-    [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --aspect-buckets", "--bucket-step 64: the training resolution (32 px) must be a multiple of it (pass --bucket-step 16 or")]
+    [InlineData("train --task 1 --images IMAGES --model MODEL --run RUN --aspect-buckets", "the default bucket step 64: the training resolution (32 px) must be a multiple of it (pass --bucket-step 16 or")]
     [InlineData("train --task 1 --images IMAGES --run RUN", "--model is required")]
     [InlineData("sample --model MODEL --prompt x --scheduler heun", "heun")]
     [InlineData("sample --model MODEL --prompt x --width 33", "multiples of 8")]
