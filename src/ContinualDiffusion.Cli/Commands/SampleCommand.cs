@@ -21,7 +21,8 @@ internal static class SampleCommand
         var originalConfig = CommonOptions.OriginalConfig();
         var predictionType = CommonOptions.PredictionType();
         var run = new Option<DirectoryInfo?>("--run") { Description = $"A run directory: sample with every learned concept token (<v1>, <v2>, ...). Default without --model: ./{CommonOptions.DefaultRunDir}, as for train and status." };
-        var prompt = new Option<string>("--prompt") { Description = "What to draw, e.g. \"<v3> portrait\".", Required = true };
+        var prompt = new Option<string?>("--prompt") { Description = "What to draw, e.g. \"<v3> portrait\"." };
+        var promptFile = new Option<FileInfo?>("--prompt-file") { Description = "Instead of --prompt: a text file of prompts, one per line (blank lines and # comments skipped), all drawn with one model load and the same seed." };
         var negative = new Option<string>("--negative-prompt") { Description = "What to steer away from.", DefaultValueFactory = _ => "" };
         var steps = new Option<int>("--steps") { Description = "Denoising steps.", DefaultValueFactory = _ => 30 };
         var guidance = new Option<double>("--guidance") { Description = "Classifier-free guidance scale.", DefaultValueFactory = _ => 7.5 };
@@ -43,7 +44,7 @@ internal static class SampleCommand
         var vaeFp32 = CommonOptions.VaeFp32();
         var cmd = new Command("sample", "Generate images from a prompt with a base model or a run's learned concepts.")
         {
-            model, originalConfig, predictionType, run, prompt, negative, steps, guidance, guidanceRescale, scheduler, seed, numImages, height, width, latents, output,
+            model, originalConfig, predictionType, run, prompt, promptFile, negative, steps, guidance, guidanceRescale, scheduler, seed, numImages, height, width, latents, output,
             loras, embeddings, ignoreUnknown, device, dtype, vaeFp32,
         };
         cmd.SetAction(parse =>
@@ -53,6 +54,7 @@ internal static class SampleCommand
             var singleFile = CommonOptions.SingleFile(parse, originalConfig, predictionType);
             var runDir = parse.GetValue(run);
             if (modelPath is null && runDir is null) runDir = DefaultRun(); // like train and status: ./cdiff-run
+            var prompts = Prompts(parse.GetValue(prompt), parse.GetValue(promptFile)?.FullName);
             long seedValue = parse.GetValue(seed) ?? Random.Shared.NextInt64(0, int.MaxValue);
             // Checked before the model loads: files exist, are not pickles, SCALE is a number, WORD a word.
             var loraSpecs = (parse.GetValue(loras) ?? []).Select(LoraSpec.Parse).ToList();
@@ -67,51 +69,70 @@ internal static class SampleCommand
                 foreach (var line in ForeignAdditions.Apply(sd, loraSpecs, embeddingSpecs, parse.GetValue(ignoreUnknown)))
                     Log.Information("{Addition}", line);
 
+            if (prompts.Count > 1) // every line checked before the first image, not after an hour of sampling
+                for (int k = 0; k < prompts.Count; k++)
+                {
+                    try { sd.Tokenizer.ThrowIfUnknownConceptTokens(prompts[k]); }
+                    catch (InputException e) { throw new InputException($"--prompt-file {parse.GetValue(promptFile)!.FullName}: prompt {k + 1} (\"{prompts[k]}\"): {e.Message}"); }
+                }
             using var initialLatents = parse.GetValue(latents) is { } lf ? ReadLatents(lf.FullName) : null;
-            var request = new SampleRequest
-            {
-                Prompt = parse.GetValue(prompt)!,
-                NegativePrompt = parse.GetValue(negative)!,
-                Steps = parse.GetValue(steps),
-                Guidance = parse.GetValue(guidance),
-                GuidanceRescale = parse.GetValue(guidanceRescale),
-                Scheduler = parse.GetValue(scheduler),
-                Seed = seedValue,
-                NumImages = parse.GetValue(numImages),
-                Height = parse.GetValue(height),
-                Width = parse.GetValue(width),
-                Latents = initialLatents,
-            };
-            var schedulerName = request.Scheduler ?? SchedulerFactory.DefaultName(sd.SchedulerConfig);
-            var bar = new ProgressBar("sampling", request.Steps, stderr);
-            var progress = new SyncProgress<SampleProgress>(p =>
-            {
-                bar.Report(p.Step, $"({p.StepSeconds:F2} s/step)");
-                Log.Debug("Step {Step}/{Total} took {Seconds:F3} s", p.Step, p.TotalSteps, p.StepSeconds);
-            });
-            clock.Restart();
-            using var images = new TextToImagePipeline(sd).Generate(request, progress, w => Log.Warning("{Warning}", w), cancel());
-            Log.Information("Sampled {Count} image(s) in {Seconds:F1} s", request.NumImages, clock.Elapsed.TotalSeconds);
-
             var outDir = parse.GetValue(output)!.FullName;
-            var text = new Dictionary<string, string>
+            for (int k = 0; k < prompts.Count; k++)
             {
-                ["prompt"] = request.Prompt, ["negative_prompt"] = request.NegativePrompt, ["seed"] = seedValue.ToString(),
-                ["steps"] = request.Steps.ToString(), ["guidance"] = request.Guidance.ToString("R"), ["guidance_rescale"] = request.GuidanceRescale.ToString("R"), ["scheduler"] = schedulerName,
-                ["model"] = runDir?.FullName ?? modelPath!, ["software"] = "cdiff",
-            };
-            if (loraSpecs.Count > 0) text["lora"] = string.Join("; ", loraSpecs);
-            if (embeddingSpecs.Count > 0) text["embedding"] = string.Join("; ", embeddingSpecs);
-            for (int i = 0; i < request.NumImages; i++)
-            {
-                var path = FreePath(outDir, $"{seedValue}-{i:D2}");
-                using var img = images[i];
-                PngFile.Save(img, path, text);
-                stdout.WriteLine(path);
+                var request = new SampleRequest
+                {
+                    Prompt = prompts[k],
+                    NegativePrompt = parse.GetValue(negative)!,
+                    Steps = parse.GetValue(steps),
+                    Guidance = parse.GetValue(guidance),
+                    GuidanceRescale = parse.GetValue(guidanceRescale),
+                    Scheduler = parse.GetValue(scheduler),
+                    Seed = seedValue,
+                    NumImages = parse.GetValue(numImages),
+                    Height = parse.GetValue(height),
+                    Width = parse.GetValue(width),
+                    Latents = initialLatents,
+                };
+                var schedulerName = request.Scheduler ?? SchedulerFactory.DefaultName(sd.SchedulerConfig);
+                var bar = new ProgressBar(prompts.Count == 1 ? "sampling" : $"prompt {k + 1}/{prompts.Count}", request.Steps, stderr);
+                var progress = new SyncProgress<SampleProgress>(p =>
+                {
+                    bar.Report(p.Step, $"({p.StepSeconds:F2} s/step)");
+                    Log.Debug("Step {Step}/{Total} took {Seconds:F3} s", p.Step, p.TotalSteps, p.StepSeconds);
+                });
+                clock.Restart();
+                using var images = new TextToImagePipeline(sd).Generate(request, progress, w => Log.Warning("{Warning}", w), cancel());
+                Log.Information("Sampled {Count} image(s) in {Seconds:F1} s", request.NumImages, clock.Elapsed.TotalSeconds);
+
+                var text = new Dictionary<string, string>
+                {
+                    ["prompt"] = request.Prompt, ["negative_prompt"] = request.NegativePrompt, ["seed"] = seedValue.ToString(),
+                    ["steps"] = request.Steps.ToString(), ["guidance"] = request.Guidance.ToString("R"), ["guidance_rescale"] = request.GuidanceRescale.ToString("R"), ["scheduler"] = schedulerName,
+                    ["model"] = runDir?.FullName ?? modelPath!, ["software"] = "cdiff",
+                };
+                if (loraSpecs.Count > 0) text["lora"] = string.Join("; ", loraSpecs);
+                if (embeddingSpecs.Count > 0) text["embedding"] = string.Join("; ", embeddingSpecs);
+                for (int i = 0; i < request.NumImages; i++)
+                {
+                    // a prompt file's images carry the prompt's line number among the prompts: 5-p002-00.png
+                    var path = FreePath(outDir, prompts.Count == 1 ? $"{seedValue}-{i:D2}" : $"{seedValue}-p{k + 1:D3}-{i:D2}");
+                    using var img = images[i];
+                    PngFile.Save(img, path, text);
+                    stdout.WriteLine(path);
+                }
             }
             return ExitCodes.Ok;
         });
         return cmd;
+    }
+
+    /// The prompts to draw: --prompt's, or --prompt-file's lines (exactly one of the two).
+    private static IReadOnlyList<string> Prompts(string? prompt, string? file)
+    {
+        if (prompt is not null && file is not null) throw new InputException("--prompt and --prompt-file: give one of them");
+        if (file is not null) return PromptFile.Read(file);
+        if (prompt is null) throw new InputException("--prompt TEXT (or --prompt-file FILE) is required");
+        return [prompt];
     }
 
     private static TorchSharp.torch.Tensor ReadLatents(string path)

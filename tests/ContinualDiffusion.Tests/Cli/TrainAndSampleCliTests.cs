@@ -73,6 +73,40 @@ public class TrainAndSampleCliTests : IDisposable
         Assert.Equal("4", text["step"]);
     }
 
+    /// `--prompt-file`: every line drawn with one model load and the seed, each PNG carrying its prompt; a bad line is
+    /// refused, naming it, before any image is drawn.
+    [Fact]
+    public void Sample_draws_every_prompt_of_a_prompt_file_and_checks_them_all_first()
+    {
+        var run = Path.Combine(_dir, "run");
+        var images = TestImages.WriteFolder(Path.Combine(_dir, "imgs"), 2, new Rgb24(200, 40, 40));
+        Assert.Equal(0, CliRunner.Run("train", "--task", "1", "--images", images, "--model", Fixture.SdTiny, "--run", run, "--steps", "1", "--rank", "2", "--checkpoint-every", "0").ExitCode);
+        var file = Path.Combine(_dir, "prompts.txt");
+        File.WriteAllText(file, "# concepts\n\na photo of <v1>\r\n  a drawing of <v1> at night  \n");
+        var outDir = Path.Combine(_dir, "out");
+        var s = CliRunner.Run("sample", "--run", run, "--prompt-file", file, "--steps", "2", "--seed", "5", "--out", outDir);
+        Assert.True(s.ExitCode == 0, s.Stderr);
+        var pngs = s.Stdout.Trim().Split('\n');
+        Assert.Equal([Path.Combine(outDir, "5-p001-00.png"), Path.Combine(outDir, "5-p002-00.png")], pngs);
+        Assert.Equal(["a photo of <v1>", "a drawing of <v1> at night"], pngs.Select(p =>
+        {
+            var (image, text) = PngFile.Load(p);
+            image.Dispose();
+            return text["prompt"];
+        }));
+
+        File.WriteAllText(file, "a photo of <v1>\na photo of <v2>\n");
+        var bad = CliRunner.Run("sample", "--run", run, "--prompt-file", file, "--steps", "2", "--out", Path.Combine(_dir, "out2"));
+        Assert.Equal(2, bad.ExitCode);
+        Assert.Contains($"--prompt-file {file}: prompt 2 (\"a photo of <v2>\"): prompt uses unknown concept token(s) <v2>", bad.Stderr);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "out2")) && Directory.EnumerateFiles(Path.Combine(_dir, "out2")).Any());
+
+        File.WriteAllText(file, "# nothing here\n\n");
+        var empty = CliRunner.Run("sample", "--run", run, "--prompt-file", file);
+        Assert.Equal(2, empty.ExitCode);
+        Assert.Contains($"--prompt-file {file}: no prompt in it", empty.Stderr);
+    }
+
     /// Captions beside the images are used and announced; a bad one stops the task before anything is written.
     [Fact]
     public void Train_reads_captions_and_refuses_a_bad_one_naming_it()
@@ -129,6 +163,9 @@ public class TrainAndSampleCliTests : IDisposable
     [InlineData("sample --model /no/such/model --prompt x", "model folder not found")]
     [InlineData("sample --model MODEL --prompt <v4>", "unknown concept token")]
     [InlineData("sample --prompt x", "no --run or --model given")]
+    [InlineData("sample --model MODEL", "--prompt TEXT (or --prompt-file FILE) is required")]
+    [InlineData("sample --model MODEL --prompt x --prompt-file /no/such/prompts.txt", "--prompt and --prompt-file: give one of them")]
+    [InlineData("sample --model MODEL --prompt-file /no/such/prompts.txt", "--prompt-file /no/such/prompts.txt: cannot read it")]
     [InlineData("status --run RUN", "not a cdiff run directory")]
     public void Bad_input_is_one_line_on_stderr_with_exit_code_2(string commandLine, string expected)
     {
