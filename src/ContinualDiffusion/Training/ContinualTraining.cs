@@ -134,7 +134,9 @@ public static class ContinualTraining
         }, cancel);
 
         var entry = Commit(run, manifest, r, config, trainer, token, tokenId, baseModel, images, resolution, finalLoss, clock.Elapsed.TotalSeconds);
-        log.Commit(run.TrainingLogPath(r.Task));
+        // The task is committed: a log that cannot be moved (a full disk, permissions) is worth a warning, not a failure.
+        try { log.Commit(run.TrainingLogPath(r.Task)); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { warn?.Invoke($"{run.TrainingLogPath(r.Task)}: the training log was not written ({e.Message})"); }
         TryDeleteDirectory(run.CheckpointDir(r.Task));
         return new TrainTaskResult(entry, Path.Combine(run.Root, entry.AdapterFile), stepTimes.Count == 0 ? 0 : stepTimes.Average());
     }
