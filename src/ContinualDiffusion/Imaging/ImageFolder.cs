@@ -119,24 +119,12 @@ public static class ImageFolder
     /// A caption: UTF-8 text, lines joined by spaces, with "{}" where the token goes.
     private static string ReadCaption(string file)
     {
-        byte[] bytes;
-        try
+        string text = BoundedTextFile.Read(file, MaxCaptionBytes, (problem, detail) => problem switch
         {
-            // At most one byte past the limit: a caption may be a symlink to /dev/zero or a pipe, of no declared length.
-            using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 4096, FileOptions.SequentialScan);
-            var buffer = new byte[MaxCaptionBytes + 1];
-            int read = 0, n;
-            while (read < buffer.Length && (n = stream.Read(buffer, read, buffer.Length - read)) > 0) read += n;
-            if (read > MaxCaptionBytes) throw new InputException($"{file}: a caption of more than {MaxCaptionBytes:N0} bytes (at most {MaxCaptionBytes:N0}; the text encoder reads 77 tokens)");
-            bytes = buffer[..read];
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new InputException($"{file}: cannot read the caption ({e.Message})");
-        }
-        string text;
-        try { text = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes).TrimStart('\uFEFF'); }
-        catch (DecoderFallbackException) { throw new InputException($"{file}: a caption must be UTF-8 text"); }
+            BoundedTextFile.Problem.TooLarge => $"{file}: a caption of more than {MaxCaptionBytes:N0} bytes (at most {MaxCaptionBytes:N0}; the text encoder reads 77 tokens)",
+            BoundedTextFile.Problem.Unreadable => $"{file}: cannot read the caption ({detail})",
+            _ => $"{file}: a caption must be UTF-8 text",
+        });
         var caption = string.Join(' ', text.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
         if (!caption.Contains("{}"))
             throw new InputException($"{file}: a caption must contain {{}} where the new token goes, e.g. \"a photo of {{}} on a beach\" (found \"{(caption.Length > 60 ? caption[..60] + "..." : caption)}\")");

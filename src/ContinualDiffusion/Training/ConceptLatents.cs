@@ -33,13 +33,9 @@ public sealed class ConceptLatents : IDisposable
     }
 
     /// `images`: (N, 3, H, W) in [-1, 1].
-    public static ConceptLatents Encode(AutoencoderKL vae, Tensor images, bool withFlips, int batchSize = 8)
-    {
-        int n = (int)images.shape[0];
-        var members = Enumerable.Range(0, withFlips ? 2 * n : n).Select(i => (long)i).ToArray();
-        var (mean, std) = EncodeGroup(vae, images, withFlips, batchSize);
-        return new ConceptLatents([new Group(mean, std, members)], vae.ScalingFactor);
-    }
+    public static ConceptLatents Encode(AutoencoderKL vae, Tensor images, bool withFlips, int batchSize = 8) =>
+        Encode(vae, [new ImageGroup((int)images.shape[3], (int)images.shape[2], [.. Enumerable.Range(0, (int)images.shape[0])], images)],
+            (int)images.shape[0], withFlips, batchSize: batchSize);
 
     /// ImageFolder's groups (one per aspect bucket, or one of every image), moved to `device`; `imageCount`: N.
     public static ConceptLatents Encode(AutoencoderKL vae, IReadOnlyList<ImageGroup> groups, int imageCount, bool withFlips, Device? device = null, int batchSize = 8)
